@@ -1,0 +1,222 @@
+//! The wire protocol between the klp-conform harness (host) and its agent (guest PID 1).
+//!
+//! One JSON object per line in each direction over a dedicated serial port (ttyS1; the 8250
+//! UART is built into every Debian kernel, so the channel needs no guest module). The host sends
+//! an [`Envelope<Request>`], the agent answers with an [`Envelope<Response>`] carrying the same
+//! `id`, so a late answer to a request the host gave up on is recognised and dropped.
+//!
+//! Errors that the kernel returns are data, not failures of the channel: every operation that
+//! touches the kernel reports the exact errno ([`Response::Errno`]) so suites can assert on it.
+
+use serde::{Deserialize, Serialize};
+
+/// The version the agent reports in [`Response::Hello`]; the host refuses another.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request or response with the id that pairs them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub id: u64,
+    pub body: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Liveness and identity: answered with [`Response::Hello`].
+    Hello,
+    /// Read a whole file (sysfs/procfs values included): [`Response::Text`] or [`Response::Errno`].
+    ReadFile { path: String },
+    /// One `write(2)` of `data` to an existing file, as `echo data > path` does:
+    /// [`Response::Done`] or [`Response::Errno`].
+    WriteFile { path: String, data: String },
+    /// `finit_module(2)` of a module file with its parameters: [`Response::Done`] or errno.
+    LoadModule { path: String, params: String },
+    /// `delete_module(2)` with `O_NONBLOCK`, as rmmod does: [`Response::Done`] or errno.
+    UnloadModule { name: String },
+    /// Walk a directory tree: [`Response::Tree`] (or errno if `path` cannot be opened).
+    ListTree { path: String },
+    /// Poll a condition in the guest until it holds or `timeout_ms` passes: [`Response::Waited`].
+    WaitFor { condition: Condition, timeout_ms: u64, poll_ms: u64 },
+    /// Kernel log records from /dev/kmsg with a sequence number ≥ `since_seq`: [`Response::Kmsg`].
+    ReadKmsg { since_seq: u64 },
+    /// Sync and power the guest off; the agent answers [`Response::Done`] first.
+    PowerOff,
+}
+
+/// What [`Request::WaitFor`] polls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Condition {
+    /// The file's content, with trailing newlines removed, equals `value`.
+    FileEquals { path: String, value: String },
+    /// The path exists.
+    Exists { path: String },
+    /// The path does not exist.
+    Absent { path: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Hello { protocol: u32, agent: String, release: String },
+    Done,
+    Text { data: String },
+    Errno(Errno),
+    Tree { entries: Vec<TreeEntry> },
+    Waited { met: bool, elapsed_ms: u64, last: Option<String> },
+    Kmsg { records: Vec<KmsgRecord>, next_seq: u64 },
+    /// The request itself could not be served (malformed, unsupported): a harness bug, not an
+    /// observation of the kernel.
+    Error { message: String },
+}
+
+/// An errno as the kernel returned it, with its symbolic name and `strerror` text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Errno {
+    pub errno: i32,
+    pub name: String,
+    pub message: String,
+}
+
+impl Errno {
+    pub fn new(errno: i32, message: impl Into<String>) -> Self {
+        Self { errno, name: errno_name(errno).to_string(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+    Other,
+}
+
+/// One entry of a [`Request::ListTree`] walk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    /// Path relative to the walked root, `/`-separated; the root itself is not listed.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// For files: the content if it could be read (trailing newline kept).
+    pub value: Option<String>,
+    /// For files that could not be read: the errno of the read (e.g. EACCES for `force`).
+    pub read_errno: Option<i32>,
+    /// For symlinks: the target.
+    pub target: Option<String>,
+}
+
+/// One /dev/kmsg record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsgRecord {
+    pub seq: u64,
+    /// Syslog level (0 emerg … 7 debug).
+    pub level: u8,
+    /// Microseconds since boot.
+    pub ts_us: u64,
+    pub text: String,
+}
+
+/// The symbolic name of the errnos livepatch and module loading return; `E<n>` otherwise.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        6 => "ENXIO",
+        7 => "E2BIG",
+        8 => "ENOEXEC",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        19 => "ENODEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        34 => "ERANGE",
+        38 => "ENOSYS",
+        61 => "ENODATA",
+        95 => "EOPNOTSUPP",
+        110 => "ETIMEDOUT",
+        _ => "E?",
+    }
+}
+
+/// The errno for a symbolic name (`EINVAL` → 22), for suite files that name errnos.
+pub fn errno_by_name(name: &str) -> Option<i32> {
+    (1..=133).find(|&n| errno_name(n) == name)
+}
+
+/// Encode one message as a line (no embedded newline: serde_json escapes them).
+pub fn encode<T: Serialize>(id: u64, body: &T) -> String {
+    let mut s = serde_json::to_string(&Envelope { id, body }).expect("protocol types always serialise");
+    s.push('\n');
+    s
+}
+
+/// Decode one line.
+pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<Envelope<T>, serde_json::Error> {
+    serde_json::from_str(line.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let reqs = vec![
+            Request::Hello,
+            Request::WriteFile { path: "/sys/kernel/livepatch/p/enabled".into(), data: "0\n".into() },
+            Request::WaitFor {
+                condition: Condition::FileEquals { path: "/x".into(), value: "0".into() },
+                timeout_ms: 5000,
+                poll_ms: 10,
+            },
+            Request::ReadKmsg { since_seq: 3 },
+        ];
+        for (i, r) in reqs.into_iter().enumerate() {
+            let line = encode(i as u64, &r);
+            assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+            let back: Envelope<Request> = decode(&line).unwrap();
+            assert_eq!(back, Envelope { id: i as u64, body: r });
+        }
+    }
+
+    #[test]
+    fn wire_shape_is_stable() {
+        assert_eq!(
+            encode(7, &Request::UnloadModule { name: "m".into() }),
+            "{\"id\":7,\"body\":{\"op\":\"unload_module\",\"name\":\"m\"}}\n"
+        );
+        assert_eq!(
+            encode(7, &Response::Errno(Errno::new(22, "Invalid argument"))),
+            "{\"id\":7,\"body\":{\"kind\":\"errno\",\"errno\":22,\"name\":\"EINVAL\",\"message\":\"Invalid argument\"}}\n"
+        );
+    }
+
+    #[test]
+    fn unknown_ops_are_rejected() {
+        assert!(decode::<Request>("{\"id\":1,\"body\":{\"op\":\"reboot\"}}").is_err());
+        assert!(decode::<Request>("{\"id\":1,\"body\":{\"op\":\"read_file\",\"path\":\"/x\",\"x\":1}}").is_err());
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(16), "EBUSY");
+        assert_eq!(errno_by_name("EINVAL"), Some(22));
+        assert_eq!(errno_by_name("ENOPE"), None);
+    }
+}

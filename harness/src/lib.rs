@@ -1,0 +1,16 @@
+//! klp-conform: conformance and benchmark harness for Linux kernel livepatching.
+//!
+//! Data flows one way: suite files → typed suite model → plan (which modules, which kernel) →
+//! artefacts (kernel, modules, initramfs) → VM → observations → verdicts → reports.
+
+pub mod agent_client;
+pub mod fsutil;
+pub mod image;
+pub mod kernel;
+pub mod kmod;
+pub mod progress;
+pub mod report;
+pub mod runner;
+pub mod suite;
+pub mod tools;
+pub mod vm;
