@@ -1,1 +1,48 @@
-fn main() {}
+//! `cargo xtask …`: the project's entry points. `conformance`, `kmod` and `kernel` are the
+//! harness's own commands; `test` runs the project's tests the way CI does.
+
+use std::process::Command;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "klp-conform tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    #[command(flatten)]
+    Harness(klp_conform::cli::Command),
+    /// Run the test suite (unit and VM integration tests) with cargo-nextest.
+    Test {
+        /// Extra arguments for `cargo nextest run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Task::Harness(cmd) => klp_conform::cli::execute(cmd),
+        Task::Test { args } => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(klp_conform::cli::default_workspace())
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(&args)
+                .status();
+            match status {
+                Ok(s) => s.code().unwrap_or(klp_conform::cli::EXIT_HARNESS),
+                Err(e) => {
+                    eprintln!("error: cannot run cargo nextest ({e}); install it with `cargo install cargo-nextest`");
+                    klp_conform::cli::EXIT_HARNESS
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}

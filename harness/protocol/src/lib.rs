@@ -59,16 +59,33 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Response {
-    Hello { protocol: u32, agent: String, release: String },
+    Hello {
+        protocol: u32,
+        agent: String,
+        release: String,
+    },
     Done,
-    Text { data: String },
+    Text {
+        data: String,
+    },
     Errno(Errno),
-    Tree { entries: Vec<TreeEntry> },
-    Waited { met: bool, elapsed_ms: u64, last: Option<String> },
-    Kmsg { records: Vec<KmsgRecord>, next_seq: u64 },
+    Tree {
+        entries: Vec<TreeEntry>,
+    },
+    Waited {
+        met: bool,
+        elapsed_ms: u64,
+        last: Option<String>,
+    },
+    Kmsg {
+        records: Vec<KmsgRecord>,
+        next_seq: u64,
+    },
     /// The request itself could not be served (malformed, unsupported): a harness bug, not an
     /// observation of the kernel.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// An errno as the kernel returned it, with its symbolic name and `strerror` text.

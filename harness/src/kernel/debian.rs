@@ -31,6 +31,9 @@ impl DebianFetcher {
     pub fn fetch(&self, abi: &str, progress: &Progress) -> Result<Kernel, KernelError> {
         let dir = self.root.join(abi);
         let meta = dir.join("kernel.json");
+        let lock_path = self.root.join(format!("{abi}.lock"));
+        let _lock = crate::fsutil::FileLock::acquire(&lock_path)
+            .map_err(|e| KernelError::io(format!("locking {}", lock_path.display()), e))?;
         if let Ok(text) = std::fs::read_to_string(&meta) {
             if let Ok(k) = serde_json::from_str::<Kernel>(&text) {
                 if k.vmlinuz.is_file() && k.headers_dir.join("Makefile").is_file() {
@@ -96,7 +99,10 @@ impl DebianFetcher {
         };
         for (what, p) in [("vmlinuz", &kernel.vmlinuz), ("config", &kernel.config)] {
             if !p.is_file() {
-                return Err(KernelError::IncompleteTree { tree: root.clone(), missing: format!("{what} {}", p.display()) });
+                return Err(KernelError::IncompleteTree {
+                    tree: root.clone(),
+                    missing: format!("{what} {}", p.display()),
+                });
             }
         }
         crate::fsutil::write_atomic(&meta, serde_json::to_string_pretty(&kernel).unwrap().as_bytes())
@@ -126,8 +132,9 @@ fn package_version(pkg: &str) -> Result<String, KernelError> {
 }
 
 fn package_field(pkg: &str, version: &str, name: &str) -> Result<String, KernelError> {
-    let out = run_capture(Command::new("apt-cache").args(["show", &format!("{pkg}={version}")]))
-        .map_err(|_| KernelError::NoPackage { what: format!("{pkg}={version}"), detail: "apt-cache does not know it".into() })?;
+    let out = run_capture(Command::new("apt-cache").args(["show", &format!("{pkg}={version}")])).map_err(|_| {
+        KernelError::NoPackage { what: format!("{pkg}={version}"), detail: "apt-cache does not know it".into() }
+    })?;
     Ok(field(&out, name).unwrap_or_default())
 }
 
@@ -172,7 +179,8 @@ mod tests {
 
     #[test]
     fn companions() {
-        let d = "linux-headers-6.1.0-56-common (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), linux-compiler-gcc-12-x86";
+        let d =
+            "linux-headers-6.1.0-56-common (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), linux-compiler-gcc-12-x86";
         assert_eq!(header_companions(d), vec!["linux-headers-6.1.0-56-common", "linux-kbuild-6.1"]);
     }
 }

@@ -30,8 +30,8 @@ impl KernelSpec {
             return Ok(Self::DebianDefault);
         }
         if let Some(abi) = s.strip_prefix("debian:") {
-            let ok = !abi.is_empty()
-                && abi.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '+');
+            let ok =
+                !abi.is_empty() && abi.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '+');
             if !ok {
                 return Err(KernelError::BadSpec {
                     spec: s.into(),
@@ -86,9 +86,7 @@ impl Kernel {
         let text = std::fs::read_to_string(&self.config)
             .map_err(|e| KernelError::io(format!("reading {}", self.config.display()), e))?;
         Ok(text.lines().any(|l| {
-            l.strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix('='))
-                .is_some_and(|v| v == "y" || v == "m")
+            l.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')).is_some_and(|v| v == "y" || v == "m")
         }))
     }
 }
@@ -154,10 +152,7 @@ mod tests {
     #[test]
     fn specs_parse() {
         assert_eq!(KernelSpec::parse("debian").unwrap(), KernelSpec::DebianDefault);
-        assert_eq!(
-            KernelSpec::parse("debian:6.1.0-50-amd64").unwrap(),
-            KernelSpec::DebianAbi("6.1.0-50-amd64".into())
-        );
+        assert_eq!(KernelSpec::parse("debian:6.1.0-50-amd64").unwrap(), KernelSpec::DebianAbi("6.1.0-50-amd64".into()));
         assert!(KernelSpec::parse("debian:").is_err());
         assert!(KernelSpec::parse("debian:a b").is_err());
         assert!(KernelSpec::parse("/nonexistent/tree").is_err());

@@ -1,1 +1,580 @@
-//! TODO placeholder
+//! Building the reference livepatch modules (`reference-kmod/`, Rust, `no_std`) out of tree for
+//! a target kernel.
+//!
+//! ```text
+//! rustc+library ──▶ core, compiler_builtins (cached per toolchain and target)
+//! probe module ──make──▶ .probe.o.cmd ──▶ clang flags, objtool args, gcc
+//! kbuild/bindings.{h,allow} ──bindgen(clang flags)──▶ bindings.rs ──▶ klp_layout.h (_Static_assert)
+//! src/klp.rs ──rustc──▶ libklp.rlib
+//! variants/<name>.rs ──rustc -Clto=fat --emit=obj──▶ <name>.obj ──objtool──▶
+//! kbuild/shim.c + Kbuild ──make M=──▶ <name>.ko   (vermagic, modversions from the kernel's kbuild)
+//! ```
+//!
+//! Results are cached per (kernel release + headers identity, all reference-kmod sources,
+//! toolchain, builder version) under `<cache>/modules/<release>/<key>/`; a cache entry is built in
+//! a scratch dir and renamed into place, so it is either complete or absent.
+
+pub mod bindings;
+pub mod kbuild;
+pub mod layout_check;
+pub mod toolchain;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::kernel::Kernel;
+use crate::progress::Progress;
+use crate::tools::{require_tool, run_capture, ToolError};
+
+/// Bump when the builder changes what it produces for the same sources.
+pub const BUILDER_VERSION: &str = "kmod-builder-2";
+
+/// Set to keep the scratch build dir (probe, bindings, objects, kbuild output) for debugging.
+pub const KEEP_BUILD_ENV: &str = "KLP_CONFORM_KEEP_BUILD";
+
+/// The target JSON of the kernel-module target, relative to the reference-kmod dir.
+pub const TARGET_JSON: &str = "x86_64-linux-kernel-module.json";
+
+/// The modules built for one kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleSet {
+    /// `uname -r` of the kernel they load into.
+    pub release: String,
+    /// The cache entry holding them.
+    pub dir: PathBuf,
+    /// Module name (= sysfs patch name = variant file stem) → `.ko`.
+    pub modules: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KmodError {
+    #[error("`{tool}` is needed to {why}; install the Debian package `{package}` (apt-get install {package})")]
+    MissingTool { tool: String, package: String, why: String },
+    #[error("the headers of kernel {release} are missing ({dir} has no Makefile); install {package}")]
+    MissingHeaders { release: String, dir: PathBuf, package: String },
+    #[error("kernel {release} is not supported by the reference modules: {why}")]
+    Unsupported { release: String, why: String },
+    #[error("{step} failed: `{command}`:\n{stderr}")]
+    Tool { step: String, command: String, stderr: String },
+    #[error("bindgen failed on the kernel headers:\n{detail}")]
+    Bindgen { detail: String },
+    #[error("kbuild: {detail}")]
+    Kbuild { detail: String },
+    #[error("reference-kmod sources: {detail}")]
+    Source { detail: String },
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl KmodError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { what: what.into(), source }
+    }
+
+    /// A failed tool run during `step`, with the tool's stderr tail.
+    pub(crate) fn tool(step: &str, e: ToolError) -> Self {
+        match e {
+            ToolError::Missing { tool, package, why } => Self::MissingTool { tool, package, why },
+            ToolError::Failed { command, status, stderr } => {
+                Self::Tool { step: step.into(), command: format!("{command} ({status})"), stderr }
+            }
+            ToolError::Spawn { command, source } => {
+                Self::Io { what: format!("{step}: could not run `{command}`"), source }
+            }
+        }
+    }
+}
+
+/// Hex SHA-256 of length-prefixed parts (so part boundaries matter).
+pub(crate) fn hash_parts(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One module variant: a crate root in `variants/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub path: PathBuf,
+    /// The first `//!` line of the file (the module's MODULE_DESCRIPTION).
+    pub description: String,
+    /// Whether the module gets `MODULE_INFO(livepatch, "Y")` (directive `//@ livepatch-modinfo: no`
+    /// turns it off: plain target modules, and the livepatch that must be refused for lacking it).
+    pub livepatch_modinfo: bool,
+    /// `variants/<name>.c`, if present: C glue compiled into the module's shim (module
+    /// parameters, mostly).
+    pub glue: Option<PathBuf>,
+}
+
+/// The `//@ key: value` directives of a variant file (before its first item). Known keys:
+/// `livepatch-modinfo: yes|no`.
+fn directives_of(text: &str, path: &Path) -> Result<bool, KmodError> {
+    let mut livepatch_modinfo = true;
+    for line in text.lines() {
+        let Some(d) = line.strip_prefix("//@") else { continue };
+        let bad = || KmodError::Source {
+            detail: format!("{}: bad directive `{line}` (known: `//@ livepatch-modinfo: yes|no`)", path.display()),
+        };
+        let (k, v) = d.split_once(':').ok_or_else(bad)?;
+        match (k.trim(), v.trim()) {
+            ("livepatch-modinfo", "yes") => livepatch_modinfo = true,
+            ("livepatch-modinfo", "no") => livepatch_modinfo = false,
+            _ => return Err(bad()),
+        }
+    }
+    Ok(livepatch_modinfo)
+}
+
+/// Every `variants/*.rs`, sorted by name.
+pub fn variants(source_root: &Path) -> Result<Vec<Variant>, KmodError> {
+    let dir = source_root.join("variants");
+    let rd = std::fs::read_dir(&dir).map_err(|e| KmodError::io(format!("listing {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let path = entry.map_err(|e| KmodError::io(format!("listing {}", dir.display()), e))?.path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(KmodError::Source {
+                detail: format!(
+                    "{}: a variant's file stem is its module name and must match [a-z0-9_]+",
+                    path.display()
+                ),
+            });
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| KmodError::io(format!("reading {}", path.display()), e))?;
+        let livepatch_modinfo = directives_of(&text, &path)?;
+        let glue = Some(path.with_extension("c")).filter(|g| g.is_file());
+        out.push(Variant { description: description_of(&text, &name), name, path, livepatch_modinfo, glue });
+    }
+    if out.is_empty() {
+        return Err(KmodError::Source { detail: format!("no variants in {}", dir.display()) });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn description_of(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("//!").map(str::trim).filter(|d| !d.is_empty()))
+        .map(|d| d.replace('`', ""))
+        .unwrap_or_else(|| format!("klp-conform reference livepatch {name}"))
+}
+
+/// Every file under `root`, as (relative path, contents), sorted: the identity of the sources.
+fn source_tree(root: &Path) -> Result<Vec<(String, Vec<u8>)>, KmodError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), KmodError> {
+        let rd = std::fs::read_dir(dir).map_err(|e| KmodError::io(format!("listing {}", dir.display()), e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| KmodError::io(format!("listing {}", dir.display()), e))?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(|e| KmodError::io(format!("stat {}", path.display()), e))?;
+            if ft.is_dir() {
+                walk(root, &path, out)?;
+            } else if ft.is_file() {
+                let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+                let data = std::fs::read(&path).map_err(|e| KmodError::io(format!("reading {}", path.display()), e))?;
+                out.push((rel, data));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// The identity of a kernel's headers: the files an out-of-tree build depends on for vermagic,
+/// config and symbol versions.
+fn headers_identity(kernel: &Kernel) -> Vec<u8> {
+    let mut id = kernel.release.as_bytes().to_vec();
+    for rel in [
+        "Module.symvers",
+        "include/generated/autoconf.h",
+        "include/generated/utsrelease.h",
+        "include/config/kernel.release",
+        "include/generated/compile.h",
+    ] {
+        id.extend_from_slice(rel.as_bytes());
+        id.extend_from_slice(
+            hash_parts(&[&std::fs::read(kernel.headers_dir.join(rel)).unwrap_or_default()]).as_bytes(),
+        );
+    }
+    id
+}
+
+/// The kernel config options the fixed Rust code-generation flags assume (see
+/// `reference-kmod/x86_64-linux-kernel-module.json` and `toolchain::CODEGEN_FLAGS`).
+fn check_supported(kernel: &Kernel) -> Result<(), KmodError> {
+    let on = |name: &str| kernel.config_enabled(name).unwrap_or(false);
+    let unsupported = |why: String| Err(KmodError::Unsupported { release: kernel.release.clone(), why });
+    if !kernel.config.is_file() {
+        return unsupported(format!("its config {} is missing", kernel.config.display()));
+    }
+    if !on("CONFIG_X86_64") {
+        return unsupported("only x86_64 kernels are supported".into());
+    }
+    if !on("CONFIG_LIVEPATCH") {
+        return unsupported("CONFIG_LIVEPATCH is not set".into());
+    }
+    if on("CONFIG_X86_KERNEL_IBT") {
+        return unsupported(
+            "CONFIG_X86_KERNEL_IBT needs -Zcf-protection=branch and objtool --ibt (not done yet)".into(),
+        );
+    }
+    for needed in ["CONFIG_RETPOLINE", "CONFIG_RETHUNK", "CONFIG_SLS"] {
+        if !on(needed) {
+            return unsupported(format!("{needed} is off, but the Rust code is built with the matching mitigations"));
+        }
+    }
+    Ok(())
+}
+
+/// Remove scratch dirs that a killed build left behind (older than an hour, so a concurrent
+/// build's dir is never touched).
+fn sweep_stale_scratch(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if e.file_name().to_string_lossy().starts_with(".build-") && age.is_some_and(|a| a.as_secs() > 3600) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The compiler named by `CONFIG_CC_VERSION_TEXT` (e.g. `gcc-12`); its Debian package has the
+/// same name.
+pub fn kernel_cc(config: &str) -> Option<String> {
+    let text = config.lines().find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT="))?;
+    let cc = text.trim_matches('"').split_whitespace().next()?;
+    (cc.starts_with("gcc") || cc.starts_with("clang")).then(|| cc.to_string())
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    builder: String,
+    release: String,
+    rustc: String,
+    modules: BTreeMap<String, String>,
+    clang_flags: Vec<String>,
+    objtool: Option<(String, Vec<String>)>,
+}
+
+const MANIFEST: &str = "manifest.json";
+
+fn read_entry(dir: &Path, release: &str) -> Option<ModuleSet> {
+    let text = std::fs::read_to_string(dir.join(MANIFEST)).ok()?;
+    let m: Manifest = serde_json::from_str(&text).ok()?;
+    let modules: BTreeMap<String, PathBuf> = m.modules.iter().map(|(n, f)| (n.clone(), dir.join(f))).collect();
+    if m.release != release || modules.is_empty() || !modules.values().all(|p| p.is_file()) {
+        return None;
+    }
+    Some(ModuleSet { release: m.release, dir: dir.to_path_buf(), modules })
+}
+
+/// Build every reference module variant for `kernel`. `source_root` is the repo's
+/// `reference-kmod/` dir; `cache` is the klp-conform cache dir.
+pub fn build_all(
+    kernel: &Kernel,
+    source_root: &Path,
+    cache: &Path,
+    progress: &Progress,
+) -> Result<ModuleSet, KmodError> {
+    if !kernel.headers_dir.join("Makefile").is_file() {
+        let package = if kernel.spec.starts_with("debian") {
+            format!("linux-headers-{} (klp-conform fetches it for debian:<abi> kernels)", kernel.release)
+        } else {
+            "nothing: run `make modules_prepare` in the kernel tree".to_string()
+        };
+        return Err(KmodError::MissingHeaders {
+            release: kernel.release.clone(),
+            dir: kernel.headers_dir.clone(),
+            package,
+        });
+    }
+    let variants = variants(source_root)?;
+    let tc = toolchain::detect()?;
+
+    // Cache key: everything the result depends on.
+    let mut parts: Vec<Vec<u8>> =
+        vec![BUILDER_VERSION.into(), tc.version_text.clone().into(), headers_identity(kernel)];
+    for (rel, data) in source_tree(source_root)? {
+        parts.push(rel.into_bytes());
+        parts.push(data);
+    }
+    let key = hash_parts(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    let release_dir = cache.join("modules").join(&kernel.release);
+    let entry = release_dir.join(&key[..16]);
+    if let Some(set) = read_entry(&entry, &kernel.release) {
+        progress.note(format!(
+            "kmod: {} module(s) for {} cached in {}",
+            set.modules.len(),
+            kernel.release,
+            entry.display()
+        ));
+        return Ok(set);
+    }
+
+    check_supported(kernel)?;
+    let make = require_tool("make", "make", "build kernel modules with kbuild").map_err(|e| KmodError::tool("", e))?;
+    // The kernel's own compiler (kbuild uses the one the kernel was built with).
+    let config_text = std::fs::read_to_string(&kernel.config).unwrap_or_default();
+    if let Some(cc) = kernel_cc(&config_text) {
+        require_tool(&cc, &cc, "compile the C part of kernel modules (the kernel was built with it)")
+            .map_err(|e| KmodError::tool("", e))?;
+    }
+    let started = Instant::now();
+    progress.note(format!(
+        "kmod: building {} reference module(s) for {} with rustc {}",
+        variants.len(),
+        kernel.release,
+        tc.release
+    ));
+
+    let target_json = source_root.join(TARGET_JSON);
+    let sysroot =
+        toolchain::core_for(&tc, &target_json, &source_root.join("src/compiler_builtins.rs"), cache, progress)?;
+
+    std::fs::create_dir_all(&release_dir)
+        .map_err(|e| KmodError::io(format!("creating {}", release_dir.display()), e))?;
+    sweep_stale_scratch(&release_dir);
+    let mut scratch = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(&release_dir)
+        .map_err(|e| KmodError::io(format!("creating a scratch dir in {}", release_dir.display()), e))?;
+    if std::env::var_os(KEEP_BUILD_ENV).is_some() {
+        scratch.disable_cleanup(true);
+        progress.note(format!("kmod: {KEEP_BUILD_ENV} is set: keeping the build dir {}", scratch.path().display()));
+    }
+    let work = scratch.path();
+    let out_dir = work.join("entry");
+    let module_dir = work.join("module");
+    let rust_dir = work.join("rust");
+    for d in [&out_dir, &module_dir.join("rust"), &rust_dir] {
+        std::fs::create_dir_all(d).map_err(|e| KmodError::io(format!("creating {}", d.display()), e))?;
+    }
+    let read = |rel: &str| {
+        let p = source_root.join(rel);
+        std::fs::read_to_string(&p).map_err(|e| KmodError::io(format!("reading {}", p.display()), e))
+    };
+    let write = |p: &Path, text: &str| {
+        std::fs::write(p, text).map_err(|e| KmodError::io(format!("writing {}", p.display()), e))
+    };
+
+    // 1. What kbuild does for C files of this kernel.
+    progress.note("kmod: probing kbuild (flags, objtool)");
+    let header_text = read("kbuild/bindings.h")?;
+    let probe = kbuild::probe(&make, &kernel.headers_dir, &work.join("probe"), &header_text)?;
+
+    // 2. Bindings, and gcc's re-check of their layouts.
+    progress.note("kmod: bindgen over the kernel's livepatch headers");
+    let allow = bindings::parse_allow(&read("kbuild/bindings.allow")?)
+        .map_err(|e| KmodError::Source { detail: format!("kbuild/bindings.allow: {e}") })?;
+    let header_path = work.join("bindings.h");
+    write(&header_path, &header_text)?;
+    let mut clang_args = probe.clang_flags.clone();
+    clang_args.extend(["--target=x86_64-linux-gnu", "-D__BINDGEN__", "-w"].map(String::from));
+    let (rust_bindings, clang_args) = bindings::generate(&header_path, &clang_args, &allow)?;
+    let bindings_rs = rust_dir.join("bindings.rs");
+    write(&bindings_rs, &rust_bindings)?;
+    let checked: Vec<(String, String)> = allow
+        .iter()
+        .filter_map(|i| match i {
+            bindings::AllowItem::Type { keyword, name } => Some((keyword.clone(), name.clone())),
+            _ => None,
+        })
+        .collect();
+    let layout_h = layout_check::static_asserts(&header_text, &checked, &layout_check::parse_layouts(&rust_bindings))
+        .map_err(|detail| KmodError::Bindgen { detail })?;
+    write(&module_dir.join("klp_layout.h"), &layout_h)?;
+
+    // 3. The Rust side: the klp layer, then one LTO'd object per variant, objtool'ed.
+    progress.note("kmod: compiling the klp layer and the variants (rustc, fat LTO)");
+    let rustc_common = |c: &mut Command| {
+        c.args(["-Zunstable-options", "--edition", "2024", "--target"])
+            .arg(&target_json)
+            .args(toolchain::CODEGEN_FLAGS)
+            .arg("-L")
+            .arg(&sysroot.dir)
+            .env("KLP_BINDINGS", &bindings_rs);
+    };
+    let mut c = tc.command();
+    rustc_common(&mut c);
+    c.args(["--crate-type", "rlib", "--crate-name", "klp", "--out-dir"])
+        .arg(&rust_dir)
+        .arg(source_root.join("src/klp.rs"));
+    run_capture(&mut c).map_err(|e| KmodError::tool("compiling reference-kmod/src/klp.rs", e))?;
+    let libklp = rust_dir.join("libklp.rlib");
+    let mut kbuild_modules = Vec::new();
+    let rust_objects: Vec<String> = variants.iter().map(|v| format!("rust/{}.obj", v.name)).collect();
+    for (v, obj_rel) in variants.iter().zip(&rust_objects) {
+        let obj = module_dir.join(obj_rel);
+        let mut c = tc.command();
+        rustc_common(&mut c);
+        c.args(["--crate-type", "staticlib", "--crate-name", &v.name, "-Clto=fat"])
+            .arg("--extern")
+            .arg(format!("klp={}", libklp.display()))
+            // Without a `link` output rustc skips fat LTO and leaves the upstream crates' code
+            // (klp, core) out of the object.
+            .arg(format!("--emit=obj={},link={}", obj.display(), rust_dir.join(format!("lib{}.a", v.name)).display()))
+            .arg(&v.path);
+        run_capture(&mut c).map_err(|e| KmodError::tool(&format!("compiling variant {}", v.name), e))?;
+        match &probe.objtool {
+            Some(objtool) => {
+                let warnings = kbuild::run_objtool(&kernel.headers_dir, objtool, &obj)?;
+                if !warnings.is_empty() {
+                    progress.note(format!("kmod: objtool warnings for {}:\n{warnings}", v.name));
+                }
+            }
+            None => progress.note("kmod: this kernel's kbuild runs no objtool on module objects; skipped"),
+        }
+        kbuild_modules.push(kbuild::KbuildModule { name: &v.name, rust_object: obj_rel });
+    }
+
+    // 4. kbuild links them with the C shims and runs modpost (vermagic, modversions).
+    progress.note("kmod: kbuild (shims, layout re-check by gcc, modpost, link)");
+    let template = read("kbuild/shim.c")?;
+    for v in &variants {
+        let glue = match &v.glue {
+            Some(g) => Some((
+                format!("variants/{}.c", v.name),
+                std::fs::read_to_string(g).map_err(|e| KmodError::io(format!("reading {}", g.display()), e))?,
+            )),
+            None => None,
+        };
+        let shim = kbuild::shim(
+            &template,
+            &kbuild::ShimParams {
+                name: &v.name,
+                description: &v.description,
+                livepatch_modinfo: v.livepatch_modinfo,
+                glue: glue.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+            },
+        );
+        write(&module_dir.join(format!("{}_shim.c", v.name)), &shim)?;
+    }
+    write(&module_dir.join("Kbuild"), &kbuild::kbuild_file(&kbuild_modules))?;
+    let mut c = kbuild::make_command(&make, &kernel.headers_dir, &module_dir);
+    run_capture(&mut c).map_err(|e| KmodError::tool("kbuild (make modules)", e))?;
+
+    // 5. The cache entry: the .ko files, the manifest, and what was generated (for debugging).
+    let mut modules = BTreeMap::new();
+    for v in &variants {
+        let ko = format!("{}.ko", v.name);
+        let from = module_dir.join(&ko);
+        std::fs::copy(&from, out_dir.join(&ko)).map_err(|e| KmodError::io(format!("copying {}", from.display()), e))?;
+        modules.insert(v.name.clone(), ko);
+    }
+    let gen = out_dir.join("generated");
+    std::fs::create_dir_all(&gen).map_err(|e| KmodError::io(format!("creating {}", gen.display()), e))?;
+    for (from, name) in [
+        (bindings_rs.clone(), "bindings.rs"),
+        (module_dir.join("klp_layout.h"), "klp_layout.h"),
+        (module_dir.join("Kbuild"), "Kbuild"),
+    ] {
+        std::fs::copy(&from, gen.join(name)).map_err(|e| KmodError::io(format!("copying {}", from.display()), e))?;
+    }
+    let manifest = Manifest {
+        builder: BUILDER_VERSION.into(),
+        release: kernel.release.clone(),
+        rustc: tc.version_text.lines().next().unwrap_or_default().to_string(),
+        modules,
+        clang_flags: clang_args,
+        objtool: probe.objtool.clone(),
+    };
+    write(&out_dir.join(MANIFEST), &serde_json::to_string_pretty(&manifest).expect("manifest serialises"))?;
+    match std::fs::rename(&out_dir, &entry) {
+        Ok(()) => {}
+        // A concurrent build of the same key won; its entry is equivalent.
+        Err(_) if read_entry(&entry, &kernel.release).is_some() => {}
+        Err(e) => return Err(KmodError::io(format!("renaming the build into {}", entry.display()), e)),
+    }
+    drop(scratch);
+    let set = read_entry(&entry, &kernel.release).ok_or_else(|| KmodError::Kbuild {
+        detail: format!("cache entry {} is unreadable after the build", entry.display()),
+    })?;
+    progress.note(format!(
+        "kmod: built {} module(s) in {:.1} s → {}",
+        set.modules.len(),
+        started.elapsed().as_secs_f64(),
+        entry.display()
+    ));
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_is_the_first_doc_line() {
+        assert_eq!(description_of("//!\n//! Does `x`.\n//! More.\n#![no_std]\n", "m"), "Does x.");
+        assert_eq!(description_of("#![no_std]\n", "m"), "klp-conform reference livepatch m");
+    }
+
+    #[test]
+    fn kernel_cc_comes_from_the_config() {
+        let cfg = "CONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_CC_IS_GCC=y\n";
+        assert_eq!(kernel_cc(cfg).as_deref(), Some("gcc-12"));
+        assert_eq!(kernel_cc("CONFIG_CC_VERSION_TEXT=\"x86_64-linux-gnu-gcc (GCC) 13\"\n"), None);
+        assert_eq!(kernel_cc(""), None);
+    }
+
+    #[test]
+    fn hash_parts_depends_on_boundaries() {
+        assert_ne!(hash_parts(&[b"ab", b"c"]), hash_parts(&[b"a", b"bc"]));
+        assert_eq!(hash_parts(&[b"x"]).len(), 64);
+    }
+
+    #[test]
+    fn the_repo_variants_are_discovered() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reference-kmod");
+        let vs = variants(&root).unwrap();
+        assert!(vs.iter().any(|v| v.name == "klp_ref_cmdline"));
+    }
+
+    #[test]
+    fn directives_are_parsed() {
+        let p = Path::new("v.rs");
+        assert!(directives_of("//! x\n#![no_std]\n", p).unwrap());
+        assert!(!directives_of("//! x\n//@ livepatch-modinfo: no\n", p).unwrap());
+        assert!(directives_of("//@ livepatch-modinfo: yes\n", p).unwrap());
+        assert!(matches!(directives_of("//@ livepatch: maybe\n", p), Err(KmodError::Source { .. })));
+    }
+
+    #[test]
+    fn glue_files_are_not_variants_but_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("variants")).unwrap();
+        std::fs::write(dir.path().join("variants/m.rs"), "//! M.\n//@ livepatch-modinfo: no\n").unwrap();
+        std::fs::write(dir.path().join("variants/m.c"), "/* glue */").unwrap();
+        let vs = variants(dir.path()).unwrap();
+        assert_eq!(vs.len(), 1);
+        assert!(!vs[0].livepatch_modinfo);
+        assert_eq!(vs[0].glue.as_deref(), Some(dir.path().join("variants/m.c").as_path()));
+    }
+
+    #[test]
+    fn bad_variant_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("variants")).unwrap();
+        std::fs::write(dir.path().join("variants/Bad-Name.rs"), "").unwrap();
+        assert!(matches!(variants(dir.path()), Err(KmodError::Source { .. })));
+    }
+}

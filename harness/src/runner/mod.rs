@@ -1,1 +1,11 @@
-//! TODO placeholder
+//! Running suites: [`exec`] turns one case's steps into observations and a verdict against a
+//! [`Guest`]; [`run`] prepares the artefacts per kernel, gives every case a fresh VM and streams
+//! the outcomes to the reporters.
+
+pub mod exec;
+pub mod outcome;
+mod run;
+
+pub use exec::{run_case, Guest, GuestError};
+pub use outcome::*;
+pub use run::{chain, chain_error, run, RunConfig, RunError};

@@ -1,1 +1,7 @@
-//! TODO placeholder
+//! YAML suites: the typed model ([`model`]) and loading it with located errors ([`load`]).
+
+pub mod load;
+pub mod model;
+
+pub use load::{check_modules, load_suite, parse_suite, resolve_suite_args, SuiteError};
+pub use model::*;

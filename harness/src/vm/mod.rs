@@ -1,1 +1,543 @@
-//! TODO placeholder
+//! One guest: a QEMU process booting a kernel with the agent as its init.
+//!
+//! - The command line is built from pure functions in [`args`].
+//! - QMP (the `qapi` crate) gives readiness, `query-status`, events and `quit`: [`qmp`].
+//! - The kernel console (ttyS0) is a file, `console.log` in the case's workdir, scanned for
+//!   oops/panic/WARN: [`console`].
+//! - The agent (ttyS1) is reached with [`AgentClient`], which asks the VM, while it waits,
+//!   whether QEMU exited, QMP reported a panic or shutdown, or the console shows a panic; so a
+//!   dead guest ends a request within a fraction of a second, with the console excerpt.
+//! - QEMU never outlives the harness: see [`reaper`] (PDEATHSIG, own process group, Drop).
+//!   **Boot a [`Vm`] on the thread that owns it**: PDEATHSIG fires when the spawning thread ends.
+//! - [`probe_accel`] decides between KVM and TCG once per host and kernel.
+
+mod accel;
+pub mod args;
+pub mod console;
+mod qmp;
+pub mod reaper;
+
+use std::ffi::OsString;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::agent_client::{AgentClient, AgentError, AgentHello, GuestGone, Watchdog};
+use crate::tools::{self, ToolError};
+
+pub use accel::{kvm_usable, probe_accel, KVM_PROBE_TIMEOUT};
+pub use console::{scan_console, ConsoleProblem, ProblemKind};
+pub use qmp::VmEvent;
+pub use reaper::kill_all_vms;
+
+/// How the guest's CPUs are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM if it works here (see [`probe_accel`]), else TCG. Must be resolved before booting.
+    Auto,
+    Kvm,
+    /// QEMU's emulator: slower, works everywhere (and is the only thing that works on hosts
+    /// where nested KVM hangs in early boot).
+    Tcg,
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "kvm" => Ok(Self::Kvm),
+            "tcg" => Ok(Self::Tcg),
+            _ => Err(format!("unknown accelerator `{s}` (expected auto, kvm or tcg)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        })
+    }
+}
+
+/// What to boot and how.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// The kernel to boot: a bzImage, or the uncompressed PVH `vmlinux` that
+    /// [`crate::image::boot_image`] extracts (boots ~2 s faster under TCG).
+    pub vmlinuz: PathBuf,
+    pub initramfs: PathBuf,
+    /// Per case: `console.log` and `qemu.log` are written here.
+    pub workdir: PathBuf,
+    /// `Kvm` or `Tcg` (resolve `Auto` with [`probe_accel`] first). Default: Tcg.
+    pub accel: Accel,
+    /// Default: 512.
+    pub memory_mb: u32,
+    /// Default: 2 (livepatch transitions need other CPUs running tasks).
+    pub cpus: u32,
+    /// From spawning QEMU to the agent's hello. Default: 60 s (TCG on a loaded 2-core host).
+    pub boot_timeout: Duration,
+    /// Appended to the kernel command line.
+    pub extra_cmdline: String,
+}
+
+impl Default for VmConfig {
+    /// The defaults with empty paths (set `vmlinuz`, `initramfs` and `workdir`).
+    fn default() -> Self {
+        Self::new(Path::new(""), Path::new(""), Path::new(""))
+    }
+}
+
+impl VmConfig {
+    pub fn new(vmlinuz: &Path, initramfs: &Path, workdir: &Path) -> Self {
+        Self {
+            vmlinuz: vmlinuz.to_path_buf(),
+            initramfs: initramfs.to_path_buf(),
+            workdir: workdir.to_path_buf(),
+            accel: Accel::Tcg,
+            memory_mb: 512,
+            cpus: 2,
+            boot_timeout: Duration::from_secs(60),
+            extra_cmdline: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("bad VM configuration: {0}")]
+    Config(String),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("QEMU exited before the guest was up ({status}); QEMU said:\n{stderr}\nconsole tail:\n{console_tail}")]
+    QemuExited { status: String, stderr: String, console_tail: String },
+    #[error("QMP failed: {what}")]
+    Qmp {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("guest died during boot after {:.1}s: {gone}", after.as_secs_f64())]
+    BootFailed { after: Duration, gone: GuestGone },
+    #[error("the agent did not answer within {:.1}s of starting QEMU; console tail:\n{console_tail}", after.as_secs_f64())]
+    BootTimeout { after: Duration, console_tail: String },
+    #[error("agent handshake failed")]
+    Agent(#[source] AgentError),
+    #[error("KVM was requested but is not usable: {0}")]
+    KvmUnavailable(String),
+}
+
+impl VmError {
+    fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { what: what.into(), source }
+    }
+}
+
+/// How [`Vm::shutdown`] ended QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// The agent powered the guest off and QEMU exited by itself.
+    PoweredOff,
+    /// QMP `quit` (the guest was dead or did not power off in time).
+    Quit,
+    /// SIGKILL to QEMU's process group.
+    Killed,
+}
+
+const CONSOLE_TAIL: usize = 40;
+
+/// The state a VM and its agent client share: QEMU's process, QMP, the console.
+struct Monitor {
+    child: Child,
+    pid: i32,
+    exit: Option<ExitStatus>,
+    qmp: Option<qmp::QmpConn>,
+    console: console::ConsoleLog,
+    qemu_log: PathBuf,
+    events: Vec<VmEvent>,
+    gone: Option<GuestGone>,
+}
+
+impl Monitor {
+    fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.exit = Some(st);
+                reaper::unregister(self.pid);
+            }
+        }
+        self.exit
+    }
+
+    fn poll_events(&mut self) {
+        if let Some(q) = self.qmp.as_mut() {
+            match q.events() {
+                Ok(ev) => self.events.extend(ev),
+                // QEMU closed QMP (it is exiting) or spoke garbage: from here on its exit
+                // status and the console tell the story.
+                Err(_) => self.qmp = None,
+            }
+        }
+    }
+
+    fn qemu_log_tail(&self) -> String {
+        std::fs::read_to_string(&self.qemu_log).map(|t| tools::tail(&t, 20)).unwrap_or_default()
+    }
+
+    /// Is the guest still able to answer? Once it is not, the answer is remembered.
+    fn check(&mut self) -> Result<(), GuestGone> {
+        if let Some(g) = &self.gone {
+            return Err(g.clone());
+        }
+        self.poll_events();
+        self.console.refresh();
+        let shutdown = self.events.iter().find(|e| matches!(e, VmEvent::Shutdown { .. })).cloned();
+        let reason = if self.events.contains(&VmEvent::GuestPanicked) {
+            "guest panicked (QMP GUEST_PANICKED)".to_string()
+        } else if let Some(st) = self.try_exit() {
+            match shutdown {
+                Some(ev) => format!("QEMU exited ({st}) after QMP {ev}"),
+                None => format!("QEMU exited ({st})"),
+            }
+        } else if let Some(ev) = shutdown {
+            format!("guest is shutting down (QMP {ev})")
+        } else if console::shows_panic(self.console.text()) {
+            "guest panicked (kernel panic on the console)".to_string()
+        } else {
+            return Ok(());
+        };
+        self.settle();
+        let text = self.console.text();
+        let mut excerpt = match console::scan_console(text) {
+            Some(p) => p.excerpt,
+            None => console::tail(text, CONSOLE_TAIL),
+        };
+        if self.exit.is_some_and(|st| !st.success()) {
+            excerpt.push_str(&format!("\n--- qemu.log ---\n{}", self.qemu_log_tail()));
+        }
+        let gone = GuestGone { reason, excerpt };
+        self.gone = Some(gone.clone());
+        Err(gone)
+    }
+
+    /// Give a dying guest a moment to finish printing: until the console has been quiet for
+    /// 300 ms (at most 2 s).
+    fn settle(&mut self) {
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut quiet_since = Instant::now();
+        while Instant::now() < end && quiet_since.elapsed() < Duration::from_millis(300) {
+            std::thread::sleep(Duration::from_millis(50));
+            if self.console.refresh() {
+                quiet_since = Instant::now();
+            }
+        }
+    }
+
+    fn console_tail(&mut self) -> String {
+        self.console.refresh();
+        console::tail(self.console.text(), CONSOLE_TAIL)
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(st) = self.try_exit() {
+                return Some(st);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if self.try_exit().is_none() {
+            reaper::unregister(self.pid);
+            // SAFETY: kill has no memory-safety preconditions; the group is ours and unreaped.
+            unsafe {
+                libc::kill(-self.pid, libc::SIGKILL);
+                libc::kill(self.pid, libc::SIGKILL);
+            }
+            self.exit = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn lock(m: &Mutex<Monitor>) -> MutexGuard<'_, Monitor> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The agent client's view of the VM.
+struct VmWatch(Arc<Mutex<Monitor>>);
+
+impl Watchdog for VmWatch {
+    fn check(&mut self) -> Result<(), GuestGone> {
+        lock(&self.0).check()
+    }
+    fn context(&mut self) -> String {
+        lock(&self.0).console_tail()
+    }
+}
+
+/// A running guest whose agent has answered. Dropping it kills QEMU.
+pub struct Vm {
+    // Field order is drop order: the client (and its watchdog reference) first.
+    agent: AgentClient,
+    monitor: Arc<Mutex<Monitor>>,
+    console: PathBuf,
+    accel: Accel,
+    boot_time: Duration,
+    hello: AgentHello,
+    pid: u32,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("pid", &self.pid)
+            .field("accel", &self.accel)
+            .field("console", &self.console)
+            .finish()
+    }
+}
+
+/// The full QEMU command line for `cfg`.
+pub fn qemu_args(cfg: &VmConfig, paths: &args::QemuPaths) -> Vec<OsString> {
+    let mut v = args::base_args();
+    v.extend(args::accel_args(cfg.accel));
+    v.extend(args::machine_args(cfg.memory_mb, cfg.cpus));
+    v.extend(args::console_args(paths.console));
+    v.extend(args::agent_port_args(paths.agent_socket));
+    v.extend(args::qmp_args(paths.qmp_socket));
+    v.extend(args::panic_args());
+    v.extend(args::kernel_args(&cfg.vmlinuz, &cfg.initramfs, &args::kernel_cmdline(&cfg.extra_cmdline)));
+    v
+}
+
+impl Vm {
+    /// Start QEMU and wait until the agent answers `hello` (or the boot fails: QEMU exits, the
+    /// guest panics, or `boot_timeout` passes; each error carries the console's tail).
+    ///
+    /// Boot the VM on the thread that will own it: QEMU gets SIGKILL when that thread exits.
+    pub fn boot(cfg: &VmConfig) -> Result<Vm, VmError> {
+        if cfg.accel == Accel::Auto {
+            return Err(VmError::Config("Accel::Auto must be resolved with probe_accel before booting".into()));
+        }
+        for (what, p) in [("kernel image", &cfg.vmlinuz), ("initramfs", &cfg.initramfs)] {
+            if !p.is_file() {
+                return Err(VmError::Config(format!("{what} {} does not exist", p.display())));
+            }
+        }
+        if cfg.cpus == 0 || cfg.memory_mb < 64 {
+            return Err(VmError::Config(format!("{} CPUs and {} MiB are not a machine", cfg.cpus, cfg.memory_mb)));
+        }
+        let qemu = tools::require_tool("qemu-system-x86_64", "qemu-system-x86", "boot guest kernels")?;
+        std::fs::create_dir_all(&cfg.workdir)
+            .map_err(|e| VmError::io(format!("creating {}", cfg.workdir.display()), e))?;
+        let console = cfg.workdir.join("console.log");
+        let qemu_log = cfg.workdir.join("qemu.log");
+        let _ = std::fs::remove_file(&console);
+        // Unix socket paths must fit sun_path (108 bytes): a short directory under /tmp.
+        let sockets = tempfile::Builder::new()
+            .prefix("klp-vm-")
+            .tempdir_in("/tmp")
+            .map_err(|e| VmError::io("creating the socket directory", e))?;
+        let qmp_socket = sockets.path().join("qmp");
+        let agent_socket = sockets.path().join("agent");
+        let paths = args::QemuPaths { console: &console, qmp_socket: &qmp_socket, agent_socket: &agent_socket };
+
+        let log =
+            std::fs::File::create(&qemu_log).map_err(|e| VmError::io(format!("creating {}", qemu_log.display()), e))?;
+        let log2 = log.try_clone().map_err(|e| VmError::io("dup of qemu.log", e))?;
+        let mut cmd = Command::new(&qemu);
+        cmd.args(qemu_args(cfg, &paths)).stdin(Stdio::null()).stdout(log).stderr(log2).process_group(0);
+        let parent = std::process::id() as i32;
+        // SAFETY: the hook only makes async-signal-safe calls (see die_with_parent).
+        unsafe { cmd.pre_exec(move || reaper::die_with_parent(parent)) };
+        let started = Instant::now();
+        let child =
+            cmd.spawn().map_err(|source| VmError::from(ToolError::Spawn { command: tools::describe(&cmd), source }))?;
+        let pid = child.id();
+        reaper::register(pid as i32);
+        let monitor = Arc::new(Mutex::new(Monitor {
+            child,
+            pid: pid as i32,
+            exit: None,
+            qmp: None,
+            console: console::ConsoleLog::new(&console),
+            qemu_log,
+            events: Vec::new(),
+            gone: None,
+        }));
+        // From here on, returning early drops `monitor`, which kills QEMU.
+
+        let (qmp_stream, agent_stream) = connect_sockets(&monitor, &qmp_socket, &agent_socket)?;
+        // Connected: the socket files are no longer needed (QEMU keeps its listening sockets),
+        // so remove them now, and nothing is left in /tmp even if the harness is killed.
+        drop(sockets);
+        let qmp = qmp::QmpConn::handshake(qmp_stream)
+            .map_err(|source| exited_error(&monitor).unwrap_or(VmError::Qmp { what: "handshake".into(), source }))?;
+        lock(&monitor).qmp = Some(qmp);
+
+        let mut agent = AgentClient::new(agent_stream).map_err(|e| VmError::io("configuring the agent socket", e))?;
+        agent.set_watchdog(Box::new(VmWatch(monitor.clone())));
+        let hello = agent.handshake(started + cfg.boot_timeout).map_err(|e| match e {
+            AgentError::GuestDied { gone, .. } => VmError::BootFailed { after: started.elapsed(), gone },
+            AgentError::Timeout { context, .. } => {
+                VmError::BootTimeout { after: started.elapsed(), console_tail: context }
+            }
+            other => exited_error(&monitor).unwrap_or(VmError::Agent(other)),
+        })?;
+        Ok(Vm { agent, monitor, console, accel: cfg.accel, boot_time: started.elapsed(), hello, pid })
+    }
+
+    /// The agent client; its calls fail fast if the guest dies.
+    pub fn agent(&mut self) -> &mut AgentClient {
+        &mut self.agent
+    }
+
+    pub fn console_log(&self) -> &Path {
+        &self.console
+    }
+
+    /// The console so far.
+    pub fn console_text(&self) -> String {
+        let mut m = lock(&self.monitor);
+        m.console.refresh();
+        m.console.text().to_string()
+    }
+
+    /// The first oops/BUG/WARNING/panic/GPF/call trace on the console so far.
+    pub fn console_problem(&self) -> Option<ConsoleProblem> {
+        let mut m = lock(&self.monitor);
+        m.console.refresh();
+        console::scan_console(m.console.text())
+    }
+
+    /// `Err` once the guest can no longer answer (panicked, shut down, QEMU gone).
+    pub fn check(&self) -> Result<(), GuestGone> {
+        lock(&self.monitor).check()
+    }
+
+    /// QMP `query-status` (`running`, `paused`, `guest-panicked`, …).
+    pub fn status(&self) -> Result<String, VmError> {
+        let mut m = lock(&self.monitor);
+        let q = m.qmp.as_mut().ok_or_else(|| VmError::Qmp {
+            what: "query-status: QMP connection is closed".into(),
+            source: std::io::ErrorKind::NotConnected.into(),
+        })?;
+        q.status().map_err(|source| VmError::Qmp { what: "query-status".into(), source })
+    }
+
+    /// QMP events seen so far.
+    pub fn events(&self) -> Vec<VmEvent> {
+        let mut m = lock(&self.monitor);
+        m.poll_events();
+        m.events.clone()
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// From spawning QEMU to the agent's hello.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    pub fn hello(&self) -> &AgentHello {
+        &self.hello
+    }
+
+    /// QEMU's pid (also its process group).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// End the VM: ask the agent to power off and wait for QEMU to exit; if the guest is dead
+    /// or does not go within 20 s, QMP `quit`; if QEMU still runs 5 s later, SIGKILL.
+    pub fn shutdown(mut self) -> Result<Shutdown, VmError> {
+        self.agent.set_timeout(Duration::from_secs(10));
+        let acked = self.agent.power_off().is_ok();
+        let mut m = lock(&self.monitor);
+        if acked && m.wait_exit(Duration::from_secs(20)).is_some() {
+            return Ok(Shutdown::PoweredOff);
+        }
+        if let Some(q) = m.qmp.as_mut() {
+            let _ = q.quit();
+        }
+        if m.wait_exit(Duration::from_secs(5)).is_some() {
+            return Ok(Shutdown::Quit);
+        }
+        m.kill();
+        Ok(Shutdown::Killed)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        lock(&self.monitor).kill();
+    }
+}
+
+/// If QEMU has exited, the error that says so (with its log and the console tail).
+fn exited_error(monitor: &Mutex<Monitor>) -> Option<VmError> {
+    let mut m = lock(monitor);
+    let st = m.wait_exit(Duration::from_millis(500))?;
+    Some(VmError::QemuExited { status: st.to_string(), stderr: m.qemu_log_tail(), console_tail: m.console_tail() })
+}
+
+/// Connect to QMP and the agent socket once QEMU has created them (it does before the guest
+/// runs), watching for QEMU exiting instead (bad option, missing file).
+fn connect_sockets(monitor: &Mutex<Monitor>, qmp: &Path, agent: &Path) -> Result<(UnixStream, UnixStream), VmError> {
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut q = None;
+    let mut a = None;
+    loop {
+        if q.is_none() {
+            q = UnixStream::connect(qmp).ok();
+        }
+        if a.is_none() {
+            a = UnixStream::connect(agent).ok();
+        }
+        if let (Some(_), Some(_)) = (&q, &a) {
+            return Ok((q.unwrap(), a.unwrap()));
+        }
+        let exited = lock(monitor).try_exit();
+        if let Some(st) = exited {
+            let mut m = lock(monitor);
+            return Err(VmError::QemuExited {
+                status: st.to_string(),
+                stderr: m.qemu_log_tail(),
+                console_tail: m.console_tail(),
+            });
+        }
+        if Instant::now() >= end {
+            return Err(VmError::io(
+                format!("QEMU did not create {} and {} within 10s", qmp.display(), agent.display()),
+                std::io::ErrorKind::TimedOut.into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,162 @@
+//! The command line shared by `klp-conform` and `cargo xtask`: both are thin shells over
+//! these commands, so the contract (flags, stdout = KTAP, exit codes) lives in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::kernel::{self, KernelSpec};
+use crate::progress::Progress;
+use crate::runner::{self, RunConfig};
+use crate::vm::Accel;
+
+/// Exit code: the harness could not do its job.
+pub const EXIT_HARNESS: i32 = 2;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run conformance suites on one or more kernels: KTAP on stdout, results under --out.
+    Conformance(ConformanceArgs),
+    /// Build the reference livepatch modules for a kernel and print where they are.
+    Kmod(KernelArgs),
+    /// Fetch (or find) a kernel and print its artefacts.
+    Kernel(KernelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConformanceArgs {
+    /// Kernel to test: `debian` (follows linux-image-amd64), `debian:<abi>`, or a build tree.
+    /// Repeat for several kernels.
+    #[arg(long = "kernel", value_name = "SPEC", default_value = "debian")]
+    pub kernels: Vec<String>,
+    /// Suite to run, by name (suites/<NAME>.yaml) or path. Repeatable; default: every suite.
+    #[arg(long = "suite", value_name = "NAME|PATH")]
+    pub suites: Vec<String>,
+    /// Where report.json and the per-case logs go.
+    #[arg(long, value_name = "DIR", default_value = "target/klp-conform/latest")]
+    pub out: PathBuf,
+    /// `auto` uses KVM only if /dev/kvm works and a guest boots in time, else TCG.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: Accel,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    #[arg(long = "kernel", value_name = "SPEC", default_value = "debian")]
+    pub kernel: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Cache for kernels and builds [default: $KLP_CONFORM_CACHE or ~/.cache/klp-conform].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// The klp-conform checkout (reference-kmod/, suites/, the agent crate).
+    #[arg(long, value_name = "DIR", default_value_os_t = default_workspace())]
+    pub workspace: PathBuf,
+}
+
+impl CommonArgs {
+    fn cache(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(kernel::default_cache_dir)
+    }
+}
+
+/// The checkout this binary was built from.
+pub fn default_workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// Ctrl-C or SIGTERM: kill every VM at once (QEMU also dies with us through PDEATHSIG, this
+/// just does not wait for it), say so, and exit 130 without writing a partial report.
+extern "C" fn on_interrupt(_sig: libc::c_int) {
+    crate::vm::kill_all_vms();
+    const MSG: &[u8] = b"\ninterrupted: every VM was killed; no report written\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        libc::_exit(130);
+    }
+}
+
+fn install_interrupt_handler() {
+    // SAFETY: the handler only calls async-signal-safe functions.
+    unsafe {
+        libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_interrupt as *const () as libc::sighandler_t);
+    }
+}
+
+/// Run a command; the return value is the process exit code.
+pub fn execute(cmd: Command) -> i32 {
+    install_interrupt_handler();
+    let progress = Progress::new();
+    match cmd {
+        Command::Conformance(a) => conformance(a, &progress),
+        Command::Kmod(a) => with_kernel(&a, &progress, |k| {
+            let set =
+                crate::kmod::build_all(k, &a.common.workspace.join("reference-kmod"), &a.common.cache(), &progress)
+                    .map_err(|e| runner::chain_error(&e))?;
+            for (name, path) in &set.modules {
+                println!("{name}\t{}", path.display());
+            }
+            Ok(())
+        }),
+        Command::Kernel(a) => with_kernel(&a, &progress, |k| {
+            println!("{}", serde_json::to_string_pretty(k).expect("kernel serialises"));
+            Ok(())
+        }),
+    }
+}
+
+fn with_kernel(a: &KernelArgs, progress: &Progress, f: impl FnOnce(&kernel::Kernel) -> Result<(), String>) -> i32 {
+    let result = KernelSpec::parse(&a.kernel)
+        .and_then(|spec| kernel::resolve(&spec, &a.common.cache(), progress))
+        .map_err(|e| runner::chain_error(&e))
+        .and_then(|k| f(&k));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS
+        }
+    }
+}
+
+fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
+    let prepared = (|| -> Result<RunConfig, String> {
+        let kernels =
+            a.kernels.iter().map(|k| KernelSpec::parse(k)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
+            .map_err(|e| e.to_string())?;
+        if suites.is_empty() {
+            return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
+        }
+        Ok(RunConfig {
+            kernels,
+            suites,
+            out: a.out.clone(),
+            accel: a.accel,
+            cache: a.common.cache(),
+            workspace: a.common.workspace.clone(),
+        })
+    })();
+    let cfg = match prepared {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    match runner::run(&cfg, std::io::stdout().lock(), progress) {
+        Ok(report) => report.exit_code(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS
+        }
+    }
+}

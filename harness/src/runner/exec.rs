@@ -1,0 +1,343 @@
+//! Executing one case: each step is an action in the guest and a check of what it observed.
+//! The first step whose observation differs from the expectation fails the case with both.
+
+use std::time::{Duration, Instant};
+
+use klp_protocol::{errno_by_name, Condition, Errno};
+
+use super::outcome::{Failure, StepTiming};
+use crate::image::GUEST_MODULE_DIR;
+use crate::suite::{Case, ReadStep, Step, WaitStep};
+
+/// The guest as the executor needs it. The real one is a VM with the agent; unit tests use a
+/// fake. `Ok(Err(errno))` is an observation (the kernel said no); `Err(GuestError)` means the
+/// guest could not be asked (agent gone, VM dead).
+pub trait Guest {
+    fn read_file(&mut self, path: &str) -> Result<Result<String, Errno>, GuestError>;
+    fn write_file(&mut self, path: &str, data: &str) -> Result<Result<(), Errno>, GuestError>;
+    fn load_module(&mut self, path: &str, params: &str) -> Result<Result<(), Errno>, GuestError>;
+    fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError>;
+    /// Poll `cond` in the guest; `Ok((met, last value seen))`.
+    fn wait_for(&mut self, cond: Condition, timeout: Duration) -> Result<(bool, Option<String>), GuestError>;
+    /// An oops, BUG, WARNING or panic the kernel printed so far, as an excerpt.
+    fn kernel_problem(&mut self) -> Option<String>;
+}
+
+/// The guest could not be asked. `kernel_died` carries the console excerpt when the kernel
+/// panicked: that is a finding about the kernel, not a harness fault.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct GuestError {
+    pub message: String,
+    pub kernel_died: Option<String>,
+}
+
+/// The verdict of executing a case's steps.
+#[derive(Debug, Default)]
+pub struct CaseRun {
+    pub failure: Option<Failure>,
+    /// The guest broke down and the kernel is not to blame (agent protocol, host I/O).
+    pub harness_error: Option<String>,
+    pub steps: Vec<StepTiming>,
+}
+
+pub fn run_case(case: &Case, guest: &mut dyn Guest) -> CaseRun {
+    let mut out = CaseRun::default();
+    for (i, step) in case.steps.iter().enumerate() {
+        let label = format!("{}: {}", i + 1, step.value.describe());
+        let started = Instant::now();
+        let result = run_step(&step.value, guest);
+        out.steps.push(StepTiming { step: label.clone(), duration_s: started.elapsed().as_secs_f64() });
+        let fail = |expected: String, actual: String| Failure {
+            step: label.clone(),
+            line: Some(step.referenced.line()),
+            expected,
+            actual,
+        };
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err((expected, actual))) => {
+                out.failure = Some(fail(expected, actual));
+                return out;
+            }
+            Err(GuestError { kernel_died: Some(excerpt), message }) => {
+                out.failure = Some(fail("the kernel to stay up".into(), format!("{message}\n{excerpt}")));
+                return out;
+            }
+            Err(GuestError { message, .. }) => {
+                out.harness_error = Some(format!("step {label}: {message}"));
+                return out;
+            }
+        }
+        if let Some(excerpt) = guest.kernel_problem() {
+            out.failure = Some(fail("no oops, BUG, WARNING or panic on the console".into(), excerpt));
+            return out;
+        }
+    }
+    out
+}
+
+/// `Ok(Err((expected, actual)))` is a mismatch.
+type StepResult = Result<Result<(), (String, String)>, GuestError>;
+
+fn describe_errno(e: &Errno) -> String {
+    format!("{} ({}: {})", e.name, e.errno, e.message)
+}
+
+/// Compare an operation's outcome with the errno the step expects (none = success).
+fn expect_outcome(outcome: Result<(), Errno>, expect: Option<&str>) -> Result<(), (String, String)> {
+    let want = expect.map(|n| (n, errno_by_name(n).expect("errno names are validated at load")));
+    match (outcome, want) {
+        (Ok(()), None) => Ok(()),
+        (Err(e), Some((_, n))) if e.errno == n => Ok(()),
+        (Ok(()), Some((name, _))) => Err((format!("failure with {name}"), "success".into())),
+        (Err(e), None) => Err(("success".into(), describe_errno(&e))),
+        (Err(e), Some((name, _))) => Err((format!("failure with {name}"), describe_errno(&e))),
+    }
+}
+
+fn run_step(step: &Step, guest: &mut dyn Guest) -> StepResult {
+    let errno = |e: &Option<crate::suite::ErrnoName>| e.as_ref().map(|s| s.value.clone());
+    Ok(match step {
+        Step::Load(m) => {
+            let path = format!("{GUEST_MODULE_DIR}/{}.ko", m.module);
+            expect_outcome(guest.load_module(&path, &m.params)?, errno(&m.expect_errno).as_deref())
+        }
+        Step::Unload(m) => expect_outcome(guest.unload_module(&m.module)?, errno(&m.expect_errno).as_deref()),
+        Step::Write(w) => {
+            let data = format!("{}\n", w.value);
+            expect_outcome(guest.write_file(&w.path, &data)?, errno(&w.expect_errno).as_deref())
+        }
+        Step::Read(r) => check_read(r, guest.read_file(&r.path)?),
+        Step::Wait(w) => run_wait(w, guest)?,
+        Step::ExpectExists(p) => {
+            let (met, _) = guest.wait_for(Condition::Exists { path: p.clone() }, Duration::ZERO)?;
+            if met {
+                Ok(())
+            } else {
+                Err((format!("{p} exists"), "it does not exist".into()))
+            }
+        }
+        Step::ExpectAbsent(p) => {
+            let (met, _) = guest.wait_for(Condition::Absent { path: p.clone() }, Duration::ZERO)?;
+            if met {
+                Ok(())
+            } else {
+                Err((format!("{p} is absent"), "it exists".into()))
+            }
+        }
+    })
+}
+
+fn check_read(r: &ReadStep, got: Result<String, Errno>) -> Result<(), (String, String)> {
+    if let Some(want) = &r.expect_errno {
+        return expect_outcome(got.map(|_| ()), Some(&want.value));
+    }
+    let text = match got {
+        Ok(t) => t,
+        Err(e) => return Err(("a readable file".into(), describe_errno(&e))),
+    };
+    let value = text.trim_end_matches('\n');
+    if let Some(want) = &r.equals {
+        if value != want {
+            return Err((format!("{want:?}"), format!("{value:?}")));
+        }
+    }
+    if let Some(unwanted) = &r.not_equals {
+        if value == unwanted {
+            return Err((format!("anything but {unwanted:?}"), format!("{value:?}")));
+        }
+    }
+    if let Some(needle) = &r.contains {
+        if !value.contains(needle.as_str()) {
+            return Err((format!("text containing {needle:?}"), format!("{value:?}")));
+        }
+    }
+    Ok(())
+}
+
+fn run_wait(w: &WaitStep, guest: &mut dyn Guest) -> StepResult {
+    let timeout = Duration::from_secs_f64(w.timeout_s.unwrap_or(WaitStep::DEFAULT_TIMEOUT_S));
+    let (cond, expected) = match (&w.path, &w.absent, &w.exists) {
+        (Some(p), _, _) => {
+            let v = w.equals.clone().unwrap_or_default();
+            (Condition::FileEquals { path: p.clone(), value: v.clone() }, format!("{p} reads {v:?} within {timeout:?}"))
+        }
+        (_, Some(p), _) => (Condition::Absent { path: p.clone() }, format!("{p} disappears within {timeout:?}")),
+        (_, _, Some(p)) => (Condition::Exists { path: p.clone() }, format!("{p} appears within {timeout:?}")),
+        _ => unreachable!("wait forms are validated at load"),
+    };
+    let (met, last) = guest.wait_for(cond, timeout)?;
+    Ok(if met {
+        Ok(())
+    } else {
+        Err((
+            expected,
+            match last {
+                Some(v) => format!("still {v:?} after {timeout:?}"),
+                None => format!("unchanged after {timeout:?}"),
+            },
+        ))
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! An in-memory guest for the executor's unit tests: files, modules and a scripted
+    //! kernel problem. Never the proof that a feature works: that is the VM tests' job.
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    pub struct FakeGuest {
+        pub files: BTreeMap<String, String>,
+        pub loaded: Vec<String>,
+        pub write_errno: Option<i32>,
+        pub problem_after_writes: Option<usize>,
+        pub writes: usize,
+        pub dead: bool,
+    }
+
+    fn enoent() -> Errno {
+        Errno::new(2, "No such file or directory")
+    }
+
+    impl Guest for FakeGuest {
+        fn read_file(&mut self, path: &str) -> Result<Result<String, Errno>, GuestError> {
+            if self.dead {
+                return Err(GuestError { message: "agent closed the channel".into(), kernel_died: None });
+            }
+            Ok(self.files.get(path).cloned().ok_or_else(enoent))
+        }
+        fn write_file(&mut self, path: &str, data: &str) -> Result<Result<(), Errno>, GuestError> {
+            self.writes += 1;
+            if let Some(e) = self.write_errno {
+                return Ok(Err(Errno::new(e, "from fake")));
+            }
+            match self.files.get_mut(path) {
+                Some(v) => {
+                    *v = data.to_string();
+                    Ok(Ok(()))
+                }
+                None => Ok(Err(enoent())),
+            }
+        }
+        fn load_module(&mut self, path: &str, _params: &str) -> Result<Result<(), Errno>, GuestError> {
+            let name = path.rsplit('/').next().unwrap().trim_end_matches(".ko").to_string();
+            if self.loaded.contains(&name) {
+                return Ok(Err(Errno::new(17, "File exists")));
+            }
+            self.loaded.push(name);
+            Ok(Ok(()))
+        }
+        fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError> {
+            let before = self.loaded.len();
+            self.loaded.retain(|m| m != name);
+            Ok(if self.loaded.len() < before { Ok(()) } else { Err(enoent()) })
+        }
+        fn wait_for(&mut self, cond: Condition, _t: Duration) -> Result<(bool, Option<String>), GuestError> {
+            Ok(match cond {
+                Condition::FileEquals { path, value } => {
+                    let v = self.files.get(&path).cloned();
+                    (v.as_deref().map(|s| s.trim_end_matches('\n')) == Some(value.as_str()), v)
+                }
+                Condition::Exists { path } => (self.files.contains_key(&path), None),
+                Condition::Absent { path } => (!self.files.contains_key(&path), None),
+            })
+        }
+        fn kernel_problem(&mut self) -> Option<String> {
+            match self.problem_after_writes {
+                Some(n) if self.writes >= n => Some("BUG: kernel NULL pointer dereference".into()),
+                _ => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeGuest;
+    use super::*;
+    use crate::suite::parse_suite;
+    use std::path::Path;
+
+    fn case(steps: &str) -> Case {
+        let text = format!("version: 1\nsuite: t\ncases:\n  - name: c\n    spec: [L1]\n    steps:\n{steps}");
+        parse_suite(Path::new("t.yaml"), &text).unwrap().cases.remove(0)
+    }
+
+    fn guest() -> FakeGuest {
+        let mut g = FakeGuest::default();
+        g.files.insert("/e".into(), "1\n".into());
+        g
+    }
+
+    #[test]
+    fn passing_steps() {
+        let c = case("      - load: m\n      - read: {path: /e, equals: '1'}\n      - write: {path: /e, value: '0'}\n      - wait: {path: /e, equals: '0'}\n      - unload: m\n      - expect_absent: /nope\n");
+        let r = run_case(&c, &mut guest());
+        assert!(r.failure.is_none() && r.harness_error.is_none(), "{r:?}");
+        assert_eq!(r.steps.len(), 6);
+        assert_eq!(r.steps[2].step, "3: write \"0\" > /e");
+    }
+
+    #[test]
+    fn mismatch_reports_expected_and_actual() {
+        let c = case("      - read: {path: /e, equals: '0'}\n      - load: m\n");
+        let r = run_case(&c, &mut guest());
+        let f = r.failure.unwrap();
+        assert_eq!(f.step, "1: read /e");
+        assert_eq!(f.line, Some(7));
+        assert_eq!((f.expected.as_str(), f.actual.as_str()), ("\"0\"", "\"1\""));
+        assert_eq!(r.steps.len(), 1, "stops at the first failure");
+    }
+
+    #[test]
+    fn expected_errno_passes_and_wrong_errno_fails() {
+        let c = case("      - load: m\n      - load: {module: m, expect_errno: EEXIST}\n");
+        assert!(run_case(&c, &mut guest()).failure.is_none());
+        let c = case("      - load: m\n      - load: {module: m, expect_errno: EBUSY}\n");
+        let f = run_case(&c, &mut guest()).failure.unwrap();
+        assert_eq!(f.expected, "failure with EBUSY");
+        assert!(f.actual.starts_with("EEXIST (17"), "{}", f.actual);
+        let c = case("      - write: {path: /e, value: '1', expect_errno: EINVAL}\n");
+        let f = run_case(&c, &mut guest()).failure.unwrap();
+        assert_eq!((f.expected.as_str(), f.actual.as_str()), ("failure with EINVAL", "success"));
+    }
+
+    #[test]
+    fn unexpected_errno_fails() {
+        let mut g = guest();
+        g.write_errno = Some(22);
+        let f = run_case(&case("      - write: {path: /e, value: '1'}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.expected, "success");
+        assert!(f.actual.starts_with("EINVAL (22"));
+    }
+
+    #[test]
+    fn wait_timeout_shows_last_value() {
+        let f =
+            run_case(&case("      - wait: {path: /e, equals: '0', timeout_s: 0.1}\n"), &mut guest()).failure.unwrap();
+        assert!(f.actual.contains("\"1\\n\""), "{}", f.actual);
+    }
+
+    #[test]
+    fn console_problem_fails_the_case_after_the_step() {
+        let mut g = guest();
+        g.problem_after_writes = Some(1);
+        let c = case("      - write: {path: /e, value: '0'}\n      - read: {path: /e, equals: '0'}\n");
+        let r = run_case(&c, &mut g);
+        let f = r.failure.unwrap();
+        assert!(f.actual.contains("BUG: kernel NULL pointer"));
+        assert_eq!(r.steps.len(), 1);
+    }
+
+    #[test]
+    fn dead_guest_is_a_harness_error() {
+        let mut g = guest();
+        g.dead = true;
+        let r = run_case(&case("      - read: {path: /e, equals: '1'}\n"), &mut g);
+        assert!(r.failure.is_none());
+        assert!(r.harness_error.unwrap().contains("agent closed"));
+    }
+}

@@ -1,0 +1,177 @@
+//! What a run produced, in the shape of `report.json` (schema `klp-conform.report.v1`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    /// The kernel did not behave as the case expects (includes oops/panic in the guest).
+    Fail,
+    /// Not run, with a reason.
+    Skip,
+    /// The harness could not do its job for this case (no kernel, build failed, VM did not boot).
+    Error,
+}
+
+/// The failing step: what was expected and what the guest showed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// `<index>: <description>` of the step, 1-based, e.g. `3: write "0" > …/enabled`.
+    pub step: String,
+    /// Line of the step in the suite file, when there is one.
+    pub line: Option<u64>,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// Timing of one executed step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseOutcome {
+    /// Stable dot path: `klp_conformance.<suite>.<case>`.
+    pub id: String,
+    pub suite: String,
+    pub case: String,
+    pub status: Status,
+    pub duration_s: f64,
+    pub spec: Vec<String>,
+    pub failure: Option<Failure>,
+    pub skip_reason: Option<String>,
+    /// For `error`: what the harness could not do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Log files of the case, relative to the output directory (`console`, `dmesg`).
+    pub logs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub steps: Vec<StepTiming>,
+}
+
+impl CaseOutcome {
+    pub fn new(suite: &str, case: &str, spec: Vec<String>) -> Self {
+        Self {
+            id: case_id(suite, case),
+            suite: suite.into(),
+            case: case.into(),
+            status: Status::Pass,
+            duration_s: 0.0,
+            spec,
+            failure: None,
+            skip_reason: None,
+            error: None,
+            logs: BTreeMap::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    pub fn errored(mut self, why: impl Into<String>) -> Self {
+        self.status = Status::Error;
+        self.error = Some(why.into());
+        self
+    }
+}
+
+/// Test ids are dot paths; case names use `-` in YAML and `_` in ids so every CI system
+/// (JUnit classnames, KCIDB paths) takes them as one identifier.
+pub fn case_id(suite: &str, case: &str) -> String {
+    format!("klp_conformance.{}.{}", suite.replace('-', "_"), case.replace('-', "_"))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelInfo {
+    pub spec: String,
+    pub release: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelRun {
+    pub kernel: KernelInfo,
+    /// `kvm` or `tcg`, with why when `auto` chose.
+    pub accel: String,
+    pub accel_note: Option<String>,
+    pub cases: Vec<CaseOutcome>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+    pub error: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub runs: Vec<KernelRun>,
+    pub summary: Summary,
+}
+
+pub const REPORT_SCHEMA: &str = "klp-conform.report.v1";
+
+impl Report {
+    pub fn new(runs: Vec<KernelRun>) -> Self {
+        let mut summary = Summary::default();
+        for c in runs.iter().flat_map(|r| &r.cases) {
+            match c.status {
+                Status::Pass => summary.pass += 1,
+                Status::Fail => summary.fail += 1,
+                Status::Skip => summary.skip += 1,
+                Status::Error => summary.error += 1,
+            }
+        }
+        Self { schema: REPORT_SCHEMA.into(), runs, summary }
+    }
+
+    /// The contract: 0 all passed or skipped with a reason, 1 a conformance failure, 2 the
+    /// harness could not do its job (which wins: a failure next to an error is not trusted).
+    pub fn exit_code(&self) -> i32 {
+        if self.summary.error > 0 {
+            2
+        } else if self.summary.fail > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_dot_paths() {
+        assert_eq!(case_id("lifecycle", "remove-while-enabled"), "klp_conformance.lifecycle.remove_while_enabled");
+    }
+
+    #[test]
+    fn exit_codes() {
+        let mk = |s: Status| {
+            let mut c = CaseOutcome::new("s", "c", vec![]);
+            c.status = s;
+            c
+        };
+        let run = |cases| {
+            Report::new(vec![KernelRun {
+                kernel: KernelInfo { spec: "debian".into(), release: None, version: None },
+                accel: "tcg".into(),
+                accel_note: None,
+                cases,
+            }])
+        };
+        assert_eq!(run(vec![mk(Status::Pass), mk(Status::Skip)]).exit_code(), 0);
+        assert_eq!(run(vec![mk(Status::Pass), mk(Status::Fail)]).exit_code(), 1);
+        assert_eq!(run(vec![mk(Status::Fail), mk(Status::Error)]).exit_code(), 2);
+        let r = run(vec![mk(Status::Pass), mk(Status::Fail), mk(Status::Fail)]);
+        assert_eq!(r.summary, Summary { pass: 1, fail: 2, skip: 0, error: 0 });
+    }
+}

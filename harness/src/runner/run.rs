@@ -1,0 +1,299 @@
+//! A whole run: for each kernel, prepare the artefacts once (kernel, agent, modules,
+//! initramfs, accelerator), then give every case a freshly booted guest — a forced patch pins
+//! its module for the rest of a boot (SPEC F5), so no case may inherit another's state.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use klp_protocol::{Condition, Errno};
+
+use super::exec::{run_case, Guest, GuestError};
+use super::outcome::*;
+use crate::agent_client::AgentError;
+use crate::kernel::{self, Kernel, KernelSpec};
+use crate::progress::Progress;
+use crate::report::ktap::KtapWriter;
+use crate::suite::{self, Suite};
+use crate::vm::{self, Accel, Vm, VmConfig};
+use crate::{image, kmod};
+
+pub struct RunConfig {
+    pub kernels: Vec<KernelSpec>,
+    pub suites: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub accel: Accel,
+    /// Downloads and builds that outlive a run (kernels, `core`, modules, accel probe).
+    pub cache: PathBuf,
+    /// The klp-conform checkout: `reference-kmod/` and the agent crate are built from it.
+    pub workspace: PathBuf,
+}
+
+/// Errors that stop a run before any case can be judged (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Suite(#[from] suite::SuiteError),
+    #[error("writing results to {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct LoadedSuite {
+    path: PathBuf,
+    text: String,
+    suite: Suite,
+}
+
+/// Everything a kernel's cases share.
+struct Prepared {
+    kernel: Kernel,
+    /// What QEMU boots: the uncompressed vmlinux when it could be extracted, else the bzImage.
+    boot_kernel: PathBuf,
+    initramfs: PathBuf,
+    accel: Accel,
+    accel_note: Option<String>,
+}
+
+/// Run every suite on every kernel; KTAP goes to `ktap`, progress to stderr, result files to
+/// `cfg.out`. Returns the report (its `exit_code()` is the process's).
+pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Report, RunError> {
+    // Parse everything first: a bad suite file is reported before any download or boot.
+    let suites = cfg
+        .suites
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).map_err(|source| suite::SuiteError::Read { path: p.clone(), source })?;
+            let suite = suite::parse_suite(p, &text)?;
+            Ok(LoadedSuite { path: p.clone(), text, suite })
+        })
+        .collect::<Result<Vec<_>, suite::SuiteError>>()?;
+    std::fs::create_dir_all(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
+
+    let mut ktap = KtapWriter::new(ktap, cfg.kernels.len() * suites.len())
+        .map_err(|source| RunError::Output { path: "stdout".into(), source })?;
+    let mut runs = Vec::new();
+    for spec in &cfg.kernels {
+        let prepared = prepare(spec, cfg, &suites, progress);
+        let kinfo = match &prepared {
+            Ok(p) => KernelInfo {
+                spec: spec.to_string(),
+                release: Some(p.kernel.release.clone()),
+                version: Some(p.kernel.version.clone()),
+            },
+            Err(_) => KernelInfo { spec: spec.to_string(), release: None, version: None },
+        };
+        let mut cases = Vec::new();
+        for ls in &suites {
+            let label = format!("{} ({})", kinfo.release.as_deref().unwrap_or("unresolved"), spec);
+            ktap.begin_suite(ls.suite.name(), &label, ls.suite.cases.len()).map_err(stdout_err)?;
+            for case in &ls.suite.cases {
+                let base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
+                let outcome = match &prepared {
+                    Ok(p) => run_one(p, &ls.suite, case, base, &cfg.out, progress),
+                    Err(e) => base.errored(e.clone()),
+                };
+                ktap.case(&outcome).map_err(stdout_err)?;
+                cases.push(outcome);
+            }
+            ktap.end_suite().map_err(stdout_err)?;
+        }
+        let (accel, accel_note) = match &prepared {
+            Ok(p) => (p.accel.to_string(), p.accel_note.clone()),
+            Err(_) => (cfg.accel.to_string(), None),
+        };
+        runs.push(KernelRun { kernel: kinfo, accel, accel_note, cases });
+    }
+    let report = Report::new(runs);
+    crate::report::json::write_report(&report, &cfg.out)
+        .map_err(|source| RunError::Output { path: cfg.out.join("report.json"), source })?;
+    let s = &report.summary;
+    progress.note(format!(
+        "done: {} passed, {} failed, {} skipped, {} errors; results in {}",
+        s.pass,
+        s.fail,
+        s.skip,
+        s.error,
+        cfg.out.display()
+    ));
+    Ok(report)
+}
+
+fn stdout_err(source: std::io::Error) -> RunError {
+    RunError::Output { path: "stdout".into(), source }
+}
+
+/// Kernel, agent, modules, initramfs and accelerator for one kernel; an error string is what
+/// every case of this kernel reports as its `error`.
+fn prepare(
+    spec: &KernelSpec,
+    cfg: &RunConfig,
+    suites: &[LoadedSuite],
+    progress: &Progress,
+) -> Result<Prepared, String> {
+    let t = Instant::now();
+    let kernel = kernel::resolve(spec, &cfg.cache, progress).map_err(|e| format!("kernel {spec}: {}", chain(&e)))?;
+    if !kernel.config_enabled("CONFIG_LIVEPATCH").unwrap_or(false) {
+        return Err(format!("kernel {} has no CONFIG_LIVEPATCH", kernel.release));
+    }
+    progress.note(format!("kernel {} ready ({:.1}s)", kernel.release, t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let modules = kmod::build_all(&kernel, &cfg.workspace.join("reference-kmod"), &cfg.cache, progress)
+        .map_err(|e| format!("building the reference modules for {}: {}", kernel.release, chain(&e)))?;
+    progress.note(format!("{} reference modules ready ({:.1}s)", modules.modules.len(), t.elapsed().as_secs_f64()));
+    let built: Vec<String> = modules.modules.keys().cloned().collect();
+    for ls in suites {
+        suite::check_modules(&ls.path, &ls.text, &ls.suite, &built).map_err(|e| e.to_string())?;
+    }
+
+    let t = Instant::now();
+    let agent = image::agent_binary(&cfg.workspace, progress)
+        .map_err(|e| format!("building the guest agent: {}", chain(&e)))?;
+    let initramfs = cfg.out.join("images").join(format!("{}.cpio", kernel.release));
+    let ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
+    image::Initramfs::new(&agent)
+        .modules(&ko)
+        .boot_modules(&image::vm_boot_modules(&kernel))
+        .write(&initramfs)
+        .map_err(|e| format!("writing the initramfs: {}", chain(&e)))?;
+    // The uncompressed vmlinux boots ~2 s faster under TCG than the bzImage (PVH entry).
+    let (boot_kernel, how) = image::boot_image(&kernel, &cfg.cache, progress)
+        .map_err(|e| format!("preparing the boot image: {}", chain(&e)))?;
+    progress.note(format!("agent, initramfs and boot image ready: {how} ({:.1}s)", t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let probe_dir = cfg.out.join("logs").join(&kernel.release).join("accel-probe");
+    let probe = vm_config(&boot_kernel, &initramfs, probe_dir, Accel::Kvm);
+    let (accel, note) = vm::probe_accel(cfg.accel, &probe, &cfg.cache, progress)
+        .map_err(|e| format!("choosing an accelerator: {}", chain(&e)))?;
+    progress.note(format!("accelerator: {accel} ({:.1}s)", t.elapsed().as_secs_f64()));
+    Ok(Prepared { kernel, boot_kernel, initramfs, accel, accel_note: Some(note) })
+}
+
+fn vm_config(boot_kernel: &Path, initramfs: &Path, workdir: PathBuf, accel: Accel) -> VmConfig {
+    VmConfig {
+        vmlinuz: boot_kernel.to_path_buf(),
+        initramfs: initramfs.to_path_buf(),
+        workdir,
+        accel,
+        ..VmConfig::default()
+    }
+}
+
+/// Boot a guest, run the case's steps, keep console and kernel log, power off.
+fn run_one(
+    p: &Prepared,
+    suite: &Suite,
+    case: &suite::Case,
+    mut out: CaseOutcome,
+    out_dir: &Path,
+    progress: &Progress,
+) -> CaseOutcome {
+    let started = Instant::now();
+    let rel = PathBuf::from("logs").join(&p.kernel.release).join(suite.name()).join(case.name());
+    let workdir = out_dir.join(&rel);
+    let _ = std::fs::remove_dir_all(&workdir);
+    if let Err(e) = std::fs::create_dir_all(&workdir) {
+        return out.errored(format!("creating {}: {e}", workdir.display()));
+    }
+    out.logs.insert("console".into(), rel.join("console.log").display().to_string());
+    progress.note(format!("{} › {}: booting {}", suite.name(), case.name(), p.kernel.release));
+
+    let cfg = vm_config(&p.boot_kernel, &p.initramfs, workdir.clone(), p.accel);
+    let mut vm = match Vm::boot(&cfg) {
+        Ok(vm) => vm,
+        Err(e) => {
+            out.duration_s = started.elapsed().as_secs_f64();
+            return out.errored(format!("the VM did not boot: {}", chain(&e)));
+        }
+    };
+    let result = run_case(case, &mut VmGuest { vm: &mut vm });
+
+    // The kernel log is part of the evidence whatever the verdict.
+    if let Ok(records) = vm.agent().read_kmsg(0) {
+        let text: String = records
+            .iter()
+            .map(|r| format!("[{:>5}.{:06}] {}\n", r.ts_us / 1_000_000, r.ts_us % 1_000_000, r.text))
+            .collect();
+        if crate::fsutil::write_atomic(&workdir.join("dmesg.log"), text.as_bytes()).is_ok() {
+            out.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
+        }
+    }
+    if let Err(e) = vm.shutdown() {
+        progress.note(format!("{} › {}: shutdown: {}", suite.name(), case.name(), chain(&e)));
+    }
+
+    out.steps = result.steps;
+    out.duration_s = started.elapsed().as_secs_f64();
+    if let Some(err) = result.harness_error {
+        return out.errored(err);
+    }
+    if let Some(f) = result.failure {
+        out.status = Status::Fail;
+        out.failure = Some(f);
+    }
+    progress.note(format!("{} › {}: {:?} ({:.1}s)", suite.name(), case.name(), out.status, out.duration_s));
+    out
+}
+
+/// The executor's view of a booted VM.
+struct VmGuest<'a> {
+    vm: &'a mut Vm,
+}
+
+impl VmGuest<'_> {
+    fn map_err(&mut self, e: AgentError) -> GuestError {
+        GuestError { message: e.to_string(), kernel_died: self.vm.console_problem().map(|p| p.excerpt) }
+    }
+}
+
+impl Guest for VmGuest<'_> {
+    fn read_file(&mut self, path: &str) -> Result<Result<String, Errno>, GuestError> {
+        let r = self.vm.agent().read_file(path);
+        r.map_err(|e| self.map_err(e))
+    }
+    fn write_file(&mut self, path: &str, data: &str) -> Result<Result<(), Errno>, GuestError> {
+        let r = self.vm.agent().write_file(path, data);
+        r.map_err(|e| self.map_err(e))
+    }
+    fn load_module(&mut self, path: &str, params: &str) -> Result<Result<(), Errno>, GuestError> {
+        let r = self.vm.agent().load_module(path, params);
+        r.map_err(|e| self.map_err(e))
+    }
+    fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError> {
+        let r = self.vm.agent().unload_module(name);
+        r.map_err(|e| self.map_err(e))
+    }
+    fn wait_for(&mut self, cond: Condition, timeout: Duration) -> Result<(bool, Option<String>), GuestError> {
+        let r = self.vm.agent().wait_for(cond, timeout);
+        r.map_err(|e| self.map_err(e))
+    }
+    fn kernel_problem(&mut self) -> Option<String> {
+        self.vm.console_problem().map(|p| p.excerpt)
+    }
+}
+
+/// An error and its causes on one line, for report fields.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// [`chain`] for concrete error types.
+pub fn chain_error<E: std::error::Error>(e: &E) -> String {
+    chain(e)
+}

@@ -1,0 +1,341 @@
+//! Reading suite files: serde does the typing, [`validate`] the rules serde cannot express;
+//! every error names file:line:column and what was expected.
+
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::{Location, Spanned};
+
+use super::model::{Case, Step, Suite};
+
+/// A suite file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("{}: cannot read suite file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}{}", path.display(), snippet_suffix(snippet))]
+    Invalid { path: PathBuf, line: u64, column: u64, message: String, snippet: String },
+    #[error("unknown suite `{name}`; available: {}", available.join(", "))]
+    UnknownSuite { name: String, available: Vec<String> },
+}
+
+fn snippet_suffix(s: &str) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!("\n{s}")
+    }
+}
+
+/// Load and validate one suite file.
+pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read { path: path.into(), source })?;
+    parse_suite(path, &text)
+}
+
+/// Parse and validate suite text; `path` is only used in messages.
+pub fn parse_suite(path: &Path, text: &str) -> Result<Suite, SuiteError> {
+    let suite: Suite = serde_saphyr::from_str(text).map_err(|e| from_yaml_error(path, &e))?;
+    validate(&suite).map_err(|(loc, message)| located(path, text, loc, message))?;
+    Ok(suite)
+}
+
+fn from_yaml_error(path: &Path, e: &serde_saphyr::Error) -> SuiteError {
+    let rendered = e.to_string();
+    // The crate renders "error: line L column C: <message>" followed by a source snippet that
+    // names the input `<input>`; keep the message and the snippet, name the real file.
+    let mut lines = rendered.lines();
+    let head = lines.next().unwrap_or_default();
+    let message = match head.split_once(": ").map(|(_, rest)| rest) {
+        Some(rest) if rest.starts_with("line ") => rest.split_once(": ").map(|(_, m)| m).unwrap_or(rest),
+        Some(rest) => rest,
+        None => head,
+    }
+    .to_string();
+    let snippet = lines.collect::<Vec<_>>().join("\n").replace("<input>", &path.display().to_string());
+    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    SuiteError::Invalid { path: path.into(), line, column, message, snippet }
+}
+
+fn located(path: &Path, text: &str, loc: Location, message: String) -> SuiteError {
+    let (line, column) = (loc.line(), loc.column());
+    let snippet = text
+        .lines()
+        .nth(line.saturating_sub(1) as usize)
+        .map(|l| format!("{line:>4} | {l}\n     | {}^", " ".repeat(column.saturating_sub(1) as usize)))
+        .unwrap_or_default();
+    SuiteError::Invalid { path: path.into(), line, column, message, snippet }
+}
+
+type Invalid = (Location, String);
+
+fn check(ok: bool, loc: Location, msg: impl FnOnce() -> String) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err((loc, msg()))
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// A SPEC.md id: one to three capital letters and a number (`L1`, `RM2`, `AR6`).
+fn is_spec_id(s: &str) -> bool {
+    let letters = s.chars().take_while(|c| c.is_ascii_uppercase()).count();
+    (1..=3).contains(&letters) && s.len() > letters && s[letters..].chars().all(|c| c.is_ascii_digit())
+}
+
+fn validate(suite: &Suite) -> Result<(), Invalid> {
+    check(suite.version.value == 1, suite.version.referenced, || {
+        format!("unsupported suite format version {}, expected 1", suite.version.value)
+    })?;
+    check(is_ident(&suite.suite.value), suite.suite.referenced, || {
+        format!("suite name `{}` must be lowercase letters, digits, `-` or `_`", suite.suite.value)
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for case in &suite.cases {
+        validate_case(case)?;
+        check(seen.insert(case.name()), case.name.referenced, || format!("duplicate case name `{}`", case.name()))?;
+    }
+    Ok(())
+}
+
+fn validate_case(case: &Case) -> Result<(), Invalid> {
+    let at = case.name.referenced;
+    check(is_ident(case.name()), at, || {
+        format!("case name `{}` must be lowercase letters, digits, `-` or `_`", case.name())
+    })?;
+    check(!case.spec.is_empty(), at, || {
+        format!("case `{}` cites no SPEC ids; expected e.g. `spec: [L1, D1]`", case.name())
+    })?;
+    for id in &case.spec {
+        check(is_spec_id(&id.value), id.referenced, || {
+            format!("`{}` is not a SPEC.md assertion id; expected letters and a number, e.g. D3", id.value)
+        })?;
+    }
+    check(!case.steps.is_empty(), at, || format!("case `{}` has no steps", case.name()))?;
+    for step in &case.steps {
+        validate_step(step)?;
+    }
+    Ok(())
+}
+
+fn validate_errno(e: &Option<Spanned<String>>) -> Result<(), Invalid> {
+    if let Some(e) = e {
+        check(klp_protocol::errno_by_name(&e.value).is_some(), e.referenced, || {
+            format!("unknown errno `{}`; expected a name such as EINVAL, EBUSY, ENOENT, EAGAIN", e.value)
+        })?;
+    }
+    Ok(())
+}
+
+fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
+    let at = step.referenced;
+    match &step.value {
+        Step::Load(m) | Step::Unload(m) => {
+            check(!m.module.is_empty(), at, || "empty module name".into())?;
+            validate_errno(&m.expect_errno)
+        }
+        Step::Write(w) => validate_errno(&w.expect_errno),
+        Step::Read(r) => {
+            validate_errno(&r.expect_errno)?;
+            let checks = [&r.equals, &r.not_equals, &r.contains].iter().filter(|c| c.is_some()).count();
+            if r.expect_errno.is_some() {
+                check(checks == 0, at, || "a read that expects an errno cannot also check the content".into())
+            } else {
+                check(checks > 0, at, || "a read needs `equals`, `not_equals`, `contains` or `expect_errno`".into())
+            }
+        }
+        Step::Wait(w) => {
+            let forms = [w.path.is_some(), w.absent.is_some(), w.exists.is_some()].iter().filter(|b| **b).count();
+            check(forms == 1, at, || {
+                "a wait needs exactly one of `path` (with `equals`), `absent` or `exists`".into()
+            })?;
+            check(w.path.is_none() || w.equals.is_some(), at, || "`wait: {path: …}` needs `equals`".into())?;
+            check(w.equals.is_none() || w.path.is_some(), at, || "`equals` goes with `path`".into())?;
+            check(w.timeout_s.is_none_or(|t| t > 0.0 && t <= 3600.0), at, || {
+                "`timeout_s` must be between 0 and 3600 seconds".into()
+            })
+        }
+        Step::ExpectExists(_) | Step::ExpectAbsent(_) => Ok(()),
+    }
+}
+
+/// Check that every module the suite loads is one that was built; else a located error.
+pub fn check_modules(path: &Path, text: &str, suite: &Suite, built: &[String]) -> Result<(), SuiteError> {
+    for case in &suite.cases {
+        for step in &case.steps {
+            if let Some(m) = step.value.module() {
+                if !built.iter().any(|b| b == m) {
+                    return Err(located(
+                        path,
+                        text,
+                        step.referenced,
+                        format!("unknown reference module `{m}`; built: {}", built.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turn `--suite NAME|PATH` arguments into suite files; no arguments means every suite in `dir`.
+pub fn resolve_suite_args(args: &[String], dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {
+    let available = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                    .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    if args.is_empty() {
+        return Ok(available().into_iter().map(|n| dir.join(format!("{n}.yaml"))).collect());
+    }
+    args.iter()
+        .map(|a| {
+            let p = Path::new(a);
+            if a.contains('/') || a.ends_with(".yaml") || a.ends_with(".yml") {
+                // A path: a missing file is reported by `load_suite` with the path.
+                Ok(p.to_path_buf())
+            } else if dir.join(format!("{a}.yaml")).is_file() {
+                Ok(dir.join(format!("{a}.yaml")))
+            } else {
+                Err(SuiteError::UnknownSuite { name: a.clone(), available: available() })
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const GOOD: &str = r#"version: 1
+suite: demo
+cases:
+  - name: one
+    spec: [L1, RM2]
+    steps:
+      - load: klp_ref_cmdline
+      - load: {module: klp_ref_cmdline, expect_errno: EEXIST}
+      - read: {path: /proc/cmdline, contains: "patched"}
+      - write: {path: /sys/kernel/livepatch/klp_ref_cmdline/enabled, value: "0"}
+      - wait: {absent: /sys/kernel/livepatch/klp_ref_cmdline, timeout_s: 5}
+      - unload: {module: klp_ref_cmdline}
+      - expect_absent: /sys/module/klp_ref_cmdline
+"#;
+
+    #[test]
+    fn good_suite_parses() {
+        let s = parse_suite(Path::new("demo.yaml"), GOOD).unwrap();
+        assert_eq!(s.name(), "demo");
+        assert_eq!(s.cases[0].spec_ids(), vec!["L1", "RM2"]);
+        assert_eq!(s.cases[0].steps.len(), 7);
+        assert_eq!(s.modules(), vec!["klp_ref_cmdline"]);
+        match &s.cases[0].steps[1].value {
+            Step::Load(m) => assert_eq!(m.expect_errno.as_ref().unwrap().value, "EEXIST"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.cases[0].steps[2].referenced.line(), 9);
+    }
+
+    #[rstest]
+    #[case::unknown_key("      - write: {path: /a, value: '1', extra: 2}\n", 8, "unknown field `extra`")]
+    #[case::wrong_type("      - wait: {absent: /a, timeout_s: [1]}\n", 8, "timeout_s")]
+    #[case::unknown_step("      - lod: m\n", 8, "unknown variant `lod`")]
+    #[case::unknown_errno("      - unload: {module: m, expect_errno: EWHAT}\n", 8, "unknown errno `EWHAT`")]
+    #[case::two_wait_forms("      - wait: {absent: /a, exists: /b}\n", 8, "exactly one of")]
+    #[case::read_without_check("      - read: {path: /a}\n", 8, "a read needs")]
+    #[case::module_map_unknown_key("      - load: {module: m, param: x}\n", 8, "unknown field `param`")]
+    fn bad_steps_are_located(#[case] step: &str, #[case] line: u64, #[case] what: &str) {
+        let text = format!(
+            "version: 1\nsuite: demo\ncases:\n  - name: one\n    spec: [L1]\n    steps:\n      - load: m\n{step}"
+        );
+        let err = parse_suite(Path::new("suites/demo.yaml"), &text).unwrap_err();
+        let shown = err.to_string();
+        match &err {
+            SuiteError::Invalid { line: l, column, message, .. } => {
+                assert_eq!(*l, line, "{shown}");
+                assert!(*column > 0, "{shown}");
+                assert!(message.contains(what) || shown.contains(what), "{shown}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(shown.starts_with(&format!("suites/demo.yaml:{line}:")), "{shown}");
+    }
+
+    #[rstest]
+    #[case::bad_version("version: 2\nsuite: d\ncases: []\n", 1, "version 2")]
+    #[case::bad_spec_id(
+        "version: 1\nsuite: d\ncases:\n  - name: a\n    spec: [l1]\n    steps: [{load: m}]\n",
+        5,
+        "not a SPEC"
+    )]
+    #[case::no_spec(
+        "version: 1\nsuite: d\ncases:\n  - name: a\n    spec: []\n    steps: [{load: m}]\n",
+        4,
+        "cites no SPEC"
+    )]
+    #[case::dup_case(
+        "version: 1\nsuite: d\ncases:\n  - name: a\n    spec: [L1]\n    steps: [{load: m}]\n  - name: a\n    spec: [L1]\n    steps: [{load: m}]\n",
+        7,
+        "duplicate case"
+    )]
+    #[case::top_unknown("version: 1\nsuite: d\ncase: []\n", 3, "unknown field `case`")]
+    fn bad_files_are_located(#[case] text: &str, #[case] line: u64, #[case] what: &str) {
+        let err = parse_suite(Path::new("x.yaml"), text).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with(&format!("x.yaml:{line}:")), "{shown}");
+        assert!(shown.contains(what), "{shown}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = load_suite(Path::new("/nonexistent/suite.yaml")).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/suite.yaml: cannot read"), "{err}");
+    }
+
+    #[test]
+    fn unknown_module_is_located() {
+        let p = Path::new("demo.yaml");
+        let s = parse_suite(p, GOOD).unwrap();
+        let err = check_modules(p, GOOD, &s, &["other".into()]).unwrap_err().to_string();
+        assert!(err.starts_with("demo.yaml:7:"), "{err}");
+        assert!(check_modules(p, GOOD, &s, &["klp_ref_cmdline".into()]).is_ok());
+    }
+
+    #[test]
+    fn suite_args_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "").unwrap();
+        std::fs::write(dir.path().join("b.yaml"), "").unwrap();
+        let all = resolve_suite_args(&[], dir.path()).unwrap();
+        assert_eq!(all, vec![dir.path().join("a.yaml"), dir.path().join("b.yaml")]);
+        assert_eq!(resolve_suite_args(&["b".into()], dir.path()).unwrap(), vec![dir.path().join("b.yaml")]);
+        let e = resolve_suite_args(&["c".into()], dir.path()).unwrap_err().to_string();
+        assert!(e.contains("unknown suite `c`") && e.contains("a, b"), "{e}");
+    }
+
+    #[test]
+    fn spec_ids() {
+        for ok in ["L1", "RM2", "AR6", "SH5"] {
+            assert!(is_spec_id(ok), "{ok}");
+        }
+        for bad in ["l1", "L", "1", "LLLL1", "L1a"] {
+            assert!(!is_spec_id(bad), "{bad}");
+        }
+    }
+}

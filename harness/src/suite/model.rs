@@ -1,0 +1,212 @@
+//! Suite format v1, as typed data. Unknown keys and wrong types are rejected by serde with
+//! their location; checks serde cannot express live in [`Suite::validate`].
+//!
+//! ```yaml
+//! version: 1
+//! suite: lifecycle
+//! description: what the suite is about
+//! cases:
+//!   - name: load-enable-disable-remove
+//!     spec: [L1, D1]               # ids of ../shared/SPEC.md assertions this case checks
+//!     steps:
+//!       - load: klp_ref_cmdline    # or {module: …, params: "a=1", expect_errno: EINVAL}
+//!       - read: {path: /proc/cmdline, equals: "…"}
+//!       - write: {path: /sys/kernel/livepatch/klp_ref_cmdline/enabled, value: "0"}
+//!       - wait: {absent: /sys/kernel/livepatch/klp_ref_cmdline, timeout_s: 30}
+//!       - unload: klp_ref_cmdline  # or {module: …, expect_errno: EAGAIN}
+//! ```
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A whole suite file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Format version; only 1 exists.
+    pub version: Spanned<u32>,
+    /// The suite's name: the middle part of every case id `klp_conformance.<suite>.<case>`.
+    pub suite: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: Spanned<String>,
+    /// SPEC.md assertion ids (`L1`, `D3`, `RM2`, …) this case checks.
+    pub spec: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub description: String,
+    pub steps: Vec<Spanned<Step>>,
+}
+
+/// One action in the guest, and what it must observe. Every kernel-facing action expects
+/// success unless it names the errno it expects.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// `finit_module` of a reference module built for the kernel under test.
+    Load(ModuleStep),
+    /// `delete_module(O_NONBLOCK)`, as rmmod does.
+    Unload(ModuleStep),
+    /// One `write(2)` of `value` followed by a newline, as `echo value > path` does.
+    Write(WriteStep),
+    /// Read a file and check its content (trailing newline removed) or the read's errno.
+    Read(ReadStep),
+    /// Poll in the guest until a condition holds; failing after `timeout_s`.
+    Wait(WaitStep),
+    /// The path must exist now.
+    ExpectExists(String),
+    /// The path must not exist now.
+    ExpectAbsent(String),
+}
+
+/// The errno a step expects instead of success, by its symbolic name (`EINVAL`).
+pub type ErrnoName = Spanned<String>;
+
+#[derive(Debug, Default)]
+pub struct ModuleStep {
+    pub module: String,
+    pub params: String,
+    pub expect_errno: Option<ErrnoName>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteStep {
+    pub path: String,
+    pub value: String,
+    #[serde(default)]
+    pub expect_errno: Option<ErrnoName>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadStep {
+    pub path: String,
+    #[serde(default)]
+    pub equals: Option<String>,
+    #[serde(default)]
+    pub not_equals: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub expect_errno: Option<ErrnoName>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    /// With `equals`: wait until the file reads this value.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub equals: Option<String>,
+    /// Wait until this path disappears.
+    #[serde(default)]
+    pub absent: Option<String>,
+    /// Wait until this path appears.
+    #[serde(default)]
+    pub exists: Option<String>,
+    /// Default: [`WaitStep::DEFAULT_TIMEOUT_S`].
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+}
+
+impl WaitStep {
+    /// Generous for TCG: livepatch transitions retry once a second (SPEC T5).
+    pub const DEFAULT_TIMEOUT_S: f64 = 30.0;
+}
+
+/// `load: name` or `load: {module: name, params: "…", expect_errno: EINVAL}`.
+impl<'de> Deserialize<'de> for ModuleStep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            module: String,
+            #[serde(default)]
+            params: String,
+            #[serde(default)]
+            expect_errno: Option<ErrnoName>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ModuleStep;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a module name, or a mapping with `module` and optional `params`, `expect_errno`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ModuleStep, E> {
+                Ok(ModuleStep { module: v.to_string(), ..Default::default() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModuleStep, A::Error> {
+                let f = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ModuleStep { module: f.module, params: f.params, expect_errno: f.expect_errno })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Step {
+    /// A short human description, for progress lines and failure reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Load(m) if m.params.is_empty() => format!("load {}", m.module),
+            Step::Load(m) => format!("load {} {}", m.module, m.params),
+            Step::Unload(m) => format!("unload {}", m.module),
+            Step::Write(w) => format!("write {:?} > {}", w.value, w.path),
+            Step::Read(r) => format!("read {}", r.path),
+            Step::Wait(w) => match (&w.path, &w.absent, &w.exists) {
+                (Some(p), _, _) => format!("wait for {p} == {:?}", w.equals.as_deref().unwrap_or("")),
+                (_, Some(p), _) => format!("wait for {p} to disappear"),
+                (_, _, Some(p)) => format!("wait for {p} to appear"),
+                _ => "wait".into(),
+            },
+            Step::ExpectExists(p) => format!("expect {p} to exist"),
+            Step::ExpectAbsent(p) => format!("expect {p} to be absent"),
+        }
+    }
+
+    /// The reference modules this step needs in the guest image.
+    pub fn module(&self) -> Option<&str> {
+        match self {
+            Step::Load(m) => Some(&m.module),
+            _ => None,
+        }
+    }
+}
+
+impl Suite {
+    pub fn name(&self) -> &str {
+        &self.suite.value
+    }
+
+    /// Every reference module any case loads, sorted and without duplicates.
+    pub fn modules(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .cases
+            .iter()
+            .flat_map(|c| c.steps.iter().filter_map(|s| s.value.module().map(str::to_string)))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+impl Case {
+    pub fn name(&self) -> &str {
+        &self.name.value
+    }
+
+    pub fn spec_ids(&self) -> Vec<String> {
+        self.spec.iter().map(|s| s.value.clone()).collect()
+    }
+}

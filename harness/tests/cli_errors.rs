@@ -1,0 +1,77 @@
+//! Bad input never crashes and never half-writes: a bad suite file is a located error and
+//! exit code 2, before any kernel is fetched or VM booted.
+
+use std::path::Path;
+use std::process::Command;
+
+fn conformance(suite: &Path, out: &Path) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .args(["conformance", "--suite"])
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+const HEAD: &str =
+    "version: 1\nsuite: bad\ncases:\n  - name: one\n    spec: [L1]\n    steps:\n      - load: klp_ref_cmdline\n";
+
+#[test]
+fn unknown_key_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(&f, format!("{HEAD}      - write: {{path: /x, value: '1', expect: EINVAL}}\n")).unwrap();
+    let (code, stdout, stderr) = conformance(&f, &dir.path().join("out"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("{}:8:39: unknown field `expect`", f.display())), "{stderr}");
+    assert!(stdout.is_empty(), "no KTAP for a run that never started: {stdout}");
+    assert!(!dir.path().join("out/report.json").exists());
+}
+
+#[test]
+fn wrongly_typed_step_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(&f, format!("{HEAD}      - wait: {{absent: /x, timeout_s: soon}}\n")).unwrap();
+    let (code, _, stderr) = conformance(&f, &dir.path().join("out"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("{}:8:", f.display())), "{stderr}");
+    assert!(stderr.contains("timeout_s") || stderr.contains("invalid"), "{stderr}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("nope.yaml");
+    let (code, _, stderr) = conformance(&f, &dir.path().join("out"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("{}: cannot read suite file", f.display())), "{stderr}");
+}
+
+#[test]
+fn unknown_suite_name_lists_the_real_ones() {
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .args(["conformance", "--suite", "no-such-suite"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown suite `no-such-suite`") && stderr.contains("lifecycle"), "{stderr}");
+}
+
+#[test]
+fn bad_kernel_spec_is_exit_2() {
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .args(["conformance", "--kernel", "debian:", "--suite", "lifecycle"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad kernel spec"), "{stderr}");
+}

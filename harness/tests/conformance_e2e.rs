@@ -1,0 +1,163 @@
+//! The whole path on a real kernel: fetch it, build the Rust livepatch module for it, boot it
+//! under QEMU, run a suite through the agent, and check the contract: KTAP on stdout,
+//! report.json, per-case logs, exit codes, and no QEMU left behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn klp_conform() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+}
+
+fn report(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// Pids of live QEMU processes whose parent is `parent`.
+fn qemu_children(parent: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = &stat[stat.find('(').unwrap() + 1..close];
+        let mut rest = stat[close + 2..].split(' ');
+        let state = rest.next().unwrap_or("");
+        let ppid: u32 = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == parent && comm.starts_with("qemu-system") && state != "Z" {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+#[test]
+fn lifecycle_suite_passes_on_the_default_kernel() {
+    let out = tempfile::tempdir().unwrap();
+    let o = klp_conform()
+        .args(["conformance", "--kernel", "debian", "--suite", "lifecycle", "--accel", "auto", "--out"])
+        .arg(out.path())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "KTAP:\n{stdout}");
+
+    // stdout is KTAP v1 and nothing else.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(&lines[..2], &["KTAP version 1", "1..1"]);
+    assert_eq!(*lines.last().unwrap(), "ok 1 lifecycle");
+    for l in &lines {
+        let t = l.trim_start();
+        assert!(
+            t.starts_with("KTAP version 1")
+                || t.starts_with("1..")
+                || t.starts_with("ok ")
+                || t.starts_with("not ok ")
+                || t.starts_with('#'),
+            "not a KTAP line: {l:?}"
+        );
+    }
+
+    let r = report(out.path());
+    assert_eq!(r["schema"], "klp-conform.report.v1");
+    let run = &r["runs"][0];
+    assert!(run["kernel"]["release"].as_str().unwrap().starts_with("6.1."));
+    assert_eq!(run["accel"], "tcg", "auto must end on TCG on these machines");
+    assert!(run["accel_note"].as_str().is_some_and(|n| !n.is_empty()));
+    let cases = run["cases"].as_array().unwrap();
+    let names: Vec<&str> = cases.iter().map(|c| c["case"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["load-enable-disable-remove", "remove-while-enabled", "force-without-transition", "enabled-writes"]
+    );
+    for c in cases {
+        assert_eq!(c["status"], "pass", "{c:#}");
+        assert!(c["id"].as_str().unwrap().starts_with("klp_conformance.lifecycle."));
+        assert!(!c["spec"].as_array().unwrap().is_empty());
+        for log in ["console", "dmesg"] {
+            let rel = c["logs"][log].as_str().unwrap_or_else(|| panic!("no {log} log: {c:#}"));
+            assert!(out.path().join(rel).is_file(), "{rel}");
+        }
+    }
+    // The kernel log of the first case shows the real livepatch life cycle.
+    let dmesg = std::fs::read_to_string(out.path().join(cases[0]["logs"]["dmesg"].as_str().unwrap())).unwrap();
+    for line in [
+        "livepatch: enabling patch 'klp_ref_cmdline'",
+        "livepatch: 'klp_ref_cmdline': starting patching transition",
+        "livepatch: 'klp_ref_cmdline': patching complete",
+        "livepatch: 'klp_ref_cmdline': starting unpatching transition",
+        "livepatch: 'klp_ref_cmdline': unpatching complete",
+    ] {
+        assert!(dmesg.contains(line), "missing {line:?} in dmesg:\n{dmesg}");
+    }
+    assert_eq!(r["summary"], serde_json::json!({"pass": 4, "fail": 0, "skip": 0, "error": 0}));
+}
+
+#[test]
+fn a_wrong_expectation_is_a_conformance_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &suite,
+        "version: 1\nsuite: wrong\ncases:\n  - name: enabled-is-not-zero\n    spec: [L8]\n    steps:\n      - load: klp_ref_cmdline\n      - read: {path: /sys/kernel/livepatch/klp_ref_cmdline/enabled, equals: \"0\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = klp_conform()
+        .args(["conformance", "--accel", "tcg", "--suite"])
+        .arg(&suite)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("not ok 1 enabled-is-not-zero"), "{stdout}");
+    assert!(stdout.contains("# enabled-is-not-zero: expected: \"0\""), "{stdout}");
+    let r = report(&out);
+    let c = &r["runs"][0]["cases"][0];
+    assert_eq!(c["status"], "fail");
+    assert_eq!(c["failure"]["step"], "2: read /sys/kernel/livepatch/klp_ref_cmdline/enabled");
+    assert_eq!(c["failure"]["line"], 8);
+    assert_eq!(c["failure"]["expected"], "\"0\"");
+    assert_eq!(c["failure"]["actual"], "\"1\"");
+}
+
+#[test]
+fn ctrl_c_leaves_no_qemu_behind() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = klp_conform()
+        .args(["conformance", "--accel", "tcg", "--suite", "lifecycle", "--out"])
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let qemu = loop {
+        let q = qemu_children(pid);
+        if !q.is_empty() {
+            break q;
+        }
+        assert!(Instant::now() < deadline, "no QEMU started");
+        assert!(child.try_wait().unwrap().is_none(), "harness exited before booting a VM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: sending SIGINT to our own child, as a terminal's Ctrl-C would.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    for q in qemu {
+        while Path::new(&format!("/proc/{q}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{q}/stat")).unwrap_or_default().contains(") Z ")
+        {
+            assert!(Instant::now() < gone_by, "QEMU {q} outlived the harness");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
