@@ -21,6 +21,23 @@ pub enum Command {
     Kmod(KernelArgs),
     /// Fetch (or find) a kernel and print its artefacts.
     Kernel(KernelArgs),
+    /// Benchmarks (medians and ratios within one run).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Boot-to-agent time of the bzImage against the extracted vmlinux.
+    Boot {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Boots per image.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: Accel,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +121,16 @@ pub fn execute(cmd: Command) -> i32 {
             for (name, path) in &set.modules {
                 println!("{name}\t{}", path.display());
             }
+            Ok(())
+        }),
+        Command::Bench(BenchCommand::Boot { kernel: a, runs, accel }) => with_kernel(&a, &progress, |k| {
+            if runs == 0 || accel == Accel::Auto {
+                return Err("--runs must be at least 1 and --accel kvm or tcg".into());
+            }
+            let agent =
+                crate::image::agent_binary(&a.common.workspace, &progress).map_err(|e| runner::chain_error(&e))?;
+            let series = crate::bench::boot_to_agent(k, &agent, &a.common.cache(), accel, runs, &progress)?;
+            print!("{}", crate::bench::render(&format!("boot to agent, {} under {accel}", k.release), &series));
             Ok(())
         }),
         Command::Kernel(a) => with_kernel(&a, &progress, |k| {

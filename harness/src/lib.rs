@@ -4,6 +4,7 @@
 //! artefacts (kernel, modules, initramfs) → VM → observations → verdicts → reports.
 
 pub mod agent_client;
+pub mod bench;
 pub mod cli;
 pub mod fsutil;
 pub mod image;

@@ -3,12 +3,11 @@
 //! - `serves_requests`: every request kind against the real kernel, exact errnos included.
 //! - `guest_panic_fails_the_request_fast`: a panic mid-request ends it within seconds with the
 //!   console's panic excerpt, and QEMU is gone afterwards.
-//! - `sigint_to_the_harness_kills_qemu`: Ctrl-C's default action on the harness takes QEMU along.
+//! (Ctrl-C on the real binary is checked by `conformance_e2e::ctrl_c_leaves_no_qemu_behind`;
+//! boot times are measured by `cargo xtask bench boot`.)
 
 mod vm_support;
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use klp_conform::agent_client::AgentError;
@@ -160,79 +159,4 @@ fn guest_panic_without_pvpanic_ends_qemu() {
     assert!(!vm.events().contains(&VmEvent::GuestPanicked));
     assert_ne!(vm.shutdown().unwrap(), Shutdown::PoweredOff);
     assert!(!alive(pid));
-}
-
-const SIGINT_HELPER_ENV: &str = "KLP_VM_SIGINT_HELPER";
-
-/// Run only as the child of `sigint_to_the_harness_kills_qemu`: boots, prints QEMU's pid, waits.
-#[test]
-#[ignore = "helper process of sigint_to_the_harness_kills_qemu"]
-fn sigint_helper() {
-    if std::env::var_os(SIGINT_HELPER_ENV).is_none() {
-        return;
-    }
-    let fx = fixture();
-    let vm = Vm::boot(&fx.config("sigint")).unwrap();
-    println!("QEMU_PID={}", vm.pid());
-    std::thread::sleep(Duration::from_secs(120));
-}
-
-#[test]
-fn sigint_to_the_harness_kills_qemu() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sigint_helper", "--ignored", "--nocapture", "--test-threads", "1"])
-        .env(SIGINT_HELPER_ENV, "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let qemu: u32 = out
-        .lines()
-        .map_while(Result::ok)
-        // libtest may have printed "test sigint_helper ... " on the same line.
-        .find_map(|l| l.split_once("QEMU_PID=").map(|(_, p)| p.trim().parse().unwrap()))
-        .expect("the helper booted a VM");
-    assert!(alive(qemu));
-    // What Ctrl-C does to the harness (QEMU, in its own process group, gets nothing directly).
-    // SAFETY: plain kill(2) of our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    eprintln!("helper ended: {status}");
-    // Killed, QEMU is reparented to init, which reaps it when it gets to it: a zombie is dead.
-    let dead = || {
-        !alive(qemu)
-            || std::fs::read_to_string(format!("/proc/{qemu}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
-    };
-    let t = Instant::now();
-    while !dead() && t.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(dead(), "QEMU {qemu} survived the harness");
-    eprintln!("QEMU gone {:.2}s after the helper's death", t.elapsed().as_secs_f64());
-}
-
-/// `cargo nextest run --run-ignored only -E 'test(boot_times)'`: boot-to-agent under TCG, 5 runs
-/// each from the bzImage and from the extracted vmlinux.
-#[test]
-#[ignore = "measurement, not a check"]
-fn boot_times() {
-    let fx = fixture();
-    for (what, image) in [("bzImage", &fx.kernel.vmlinuz), ("vmlinux", &fx.boot_image)] {
-        let mut times = Vec::new();
-        for i in 0..5 {
-            let mut cfg = fx.config(&format!("{what}-{i}"));
-            cfg.vmlinuz = image.clone();
-            let vm = Vm::boot(&cfg).unwrap();
-            times.push(vm.boot_time());
-            let t = Instant::now();
-            vm.shutdown().unwrap();
-            eprintln!(
-                "{what} boot {i}: {:.2}s to agent, power off {:.2}s",
-                times[i].as_secs_f64(),
-                t.elapsed().as_secs_f64()
-            );
-        }
-        times.sort();
-        eprintln!("{what}: median boot-to-agent {:.2}s", times[2].as_secs_f64());
-    }
 }
