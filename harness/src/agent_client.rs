@@ -14,7 +14,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use klp_protocol::{
-    decode, encode, Condition, Envelope, Errno, KmsgRecord, Request, Response, TreeEntry, PROTOCOL_VERSION,
+    decode, encode, Condition, Envelope, Errno, KmsgRecord, ReaderState, Request, Response, TaskInfo, TreeEntry,
+    PROTOCOL_VERSION,
 };
 
 /// How often a waiting call looks at the watchdog.
@@ -222,6 +223,34 @@ impl AgentClient {
         }
     }
 
+    /// Every task (thread) of the guest, sorted by (pid, tid), with its `patch_state`.
+    pub fn tasks(&mut self) -> Result<Vec<TaskInfo>, AgentError> {
+        match self.call(Request::Tasks, "tasks", self.timeout)? {
+            Response::Tasks { tasks } => Ok(tasks),
+            Response::Errno(e) => Err(AgentError::Agent { op: "tasks", message: format!("/proc: {}", e.name) }),
+            other => Err(unexpected("tasks", other)),
+        }
+    }
+
+    /// Start a background reader of `path` (a child process named `klp-<tag>`, cut to 15
+    /// bytes, that opens and reads it to the end, blocking): its pid. A tag whose reader still
+    /// runs is refused ([`AgentError::Agent`]); a finished one may be reused.
+    pub fn start_reader(&mut self, tag: &str, path: &str) -> Result<i32, AgentError> {
+        match self.call(Request::StartReader { tag: tag.into(), path: path.into() }, "start_reader", self.timeout)? {
+            Response::Started { pid } => Ok(pid),
+            other => Err(unexpected("start_reader", other)),
+        }
+    }
+
+    /// The state of the reader started with `tag`: running, or done with the data read or the
+    /// errno of open/read. An unknown tag is [`AgentError::Agent`].
+    pub fn reader_status(&mut self, tag: &str) -> Result<ReaderState, AgentError> {
+        match self.call(Request::ReaderStatus { tag: tag.into() }, "reader_status", self.timeout)? {
+            Response::Reader(state) => Ok(state),
+            other => Err(unexpected("reader_status", other)),
+        }
+    }
+
     /// Ask the agent to sync and power off; `Ok` once it acknowledged (the guest then goes away).
     pub fn power_off(&mut self) -> Result<(), AgentError> {
         match self.call(Request::PowerOff, "power_off", self.timeout)? {
@@ -396,6 +425,35 @@ mod tests {
         });
         assert_eq!(c.write_file("/sys/x", "2").unwrap().unwrap_err().name, "EINVAL");
         assert!(matches!(c.unload_module("m"), Err(AgentError::Agent { op: "unload_module", .. })));
+    }
+
+    #[test]
+    fn tasks_and_readers() {
+        let task =
+            TaskInfo { pid: 7, tid: 7, comm: "klp-x".into(), state: "S".into(), patch_state: Some(-1), kthread: false };
+        let t = task.clone();
+        let mut c = fake(move |id, req| {
+            let r = match req {
+                Request::Tasks => Response::Tasks { tasks: vec![t.clone()] },
+                Request::StartReader { tag, path } if tag == "x" && path == "/p" => Response::Started { pid: 7 },
+                Request::StartReader { .. } => Response::Error { message: "reader `y` is still running".into() },
+                Request::ReaderStatus { tag } if tag == "x" => Response::Reader(ReaderState {
+                    tag,
+                    pid: 7,
+                    done: true,
+                    data: None,
+                    errno: Some(Errno::new(2, "No such file or directory")),
+                }),
+                _ => Response::Error { message: "no reader with tag `z`".into() },
+            };
+            vec![encode(id, &r)]
+        });
+        assert_eq!(c.tasks().unwrap(), vec![task]);
+        assert_eq!(c.start_reader("x", "/p").unwrap(), 7);
+        assert!(matches!(c.start_reader("y", "/p"), Err(AgentError::Agent { op: "start_reader", .. })));
+        let s = c.reader_status("x").unwrap();
+        assert_eq!((s.pid, s.done, s.errno.map(|e| e.name)), (7, true, Some("ENOENT".into())));
+        assert!(matches!(c.reader_status("z"), Err(AgentError::Agent { op: "reader_status", .. })));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - `serves_requests`: every request kind against the real kernel, exact errnos included.
 //! - `guest_panic_fails_the_request_fast`: a panic mid-request ends it within seconds with the
 //!   console's panic excerpt, and QEMU is gone afterwards.
+//!
 //! (Ctrl-C on the real binary is checked by `conformance_e2e::ctrl_c_leaves_no_qemu_behind`;
 //! boot times are measured by `cargo xtask bench boot`.)
 

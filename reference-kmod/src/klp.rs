@@ -2,13 +2,19 @@
 //!
 //! Every `unsafe` block of the reference modules lives in this file. A variant (one crate root in
 //! `variants/`) declares its patch as plain statics built with the `const fn` constructors below
-//! and calls [`enable`] from its init function; it never touches a kernel struct directly.
+//! and calls [`enable`] from its init function (see [`patch_entry_points!`]); it never touches a
+//! kernel struct directly.
 //!
 //! ```ignore
 //! static FUNCS: Funcs<1> = Funcs::new([Func::new(c"cmdline_proc_show", new_fn as *const c_void)]);
 //! static OBJS: Objects<1> = Objects::new([Object::vmlinux(&FUNCS)]);
 //! static PATCH: Patch = Patch::new(&OBJS);
+//! klp::patch_entry_points!(PATCH);
 //! ```
+//!
+//! The common shapes have one macro each, which declares those statics and the entry points:
+//! [`show_patch!`] (one show function replaced by one printing a fixed text), [`func_patch!`]
+//! (one function replaced by a given one), [`no_funcs_patch!`] (callbacks/states only).
 //!
 //! Why the statics are `UnsafeCell`s: the livepatch core writes into the structures it is handed
 //! (kobjects, list heads, `patched`/`transition` flags, `klp_patch.mod`), so they must live in
@@ -119,6 +125,16 @@ pub struct Callbacks {
 
 impl Callbacks {
     pub const NONE: Self = Self { pre_patch: None, post_patch: None, pre_unpatch: None, post_unpatch: None };
+
+    /// All four callbacks.
+    pub const fn all(pre_patch: PrePatch, post_patch: PostHook, pre_unpatch: PostHook, post_unpatch: PostHook) -> Self {
+        Self {
+            pre_patch: Some(pre_patch),
+            post_patch: Some(post_patch),
+            pre_unpatch: Some(pre_unpatch),
+            post_unpatch: Some(post_unpatch),
+        }
+    }
 }
 
 /// One `struct klp_object`: vmlinux or one module, with the functions patched in it.
@@ -412,6 +428,160 @@ fn enable_inner(patch: &'static Patch, replace: Option<bool>) -> c_int {
         (*p).mod_ = &raw const b::__this_module as *mut b::module;
         b::klp_enable_patch(p)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Declaring a variant: entry points and the common shapes of patch
+
+/// Define the module's entry points for the patch static `$patch`: `klp_variant_init` enables it
+/// (with `replace = <expr>`: [`enable_with_replace`], for a `replace=` module parameter; the
+/// expression is evaluated at init) and `klp_variant_exit` does nothing (the livepatch core
+/// unregisters a patch when it is disabled, before the module can go).
+///
+/// ```ignore
+/// klp::patch_entry_points!(PATCH);
+/// klp::patch_entry_points!(PATCH, replace = klp_ref_callbacks2_replace.get());
+/// ```
+#[macro_export]
+macro_rules! patch_entry_points {
+    ($patch:ident) => {
+        #[unsafe(no_mangle)]
+        extern "C" fn klp_variant_init() -> $crate::c_int {
+            $crate::enable(&$patch)
+        }
+
+        #[unsafe(no_mangle)]
+        extern "C" fn klp_variant_exit() {}
+    };
+    ($patch:ident, replace = $replace:expr) => {
+        #[unsafe(no_mangle)]
+        extern "C" fn klp_variant_init() -> $crate::c_int {
+            $crate::enable_with_replace(&$patch, $replace)
+        }
+
+        #[unsafe(no_mangle)]
+        extern "C" fn klp_variant_exit() {}
+    };
+}
+
+/// The [`Object`] of a `func_patch!`/`show_patch!` `old:` line: `in vmlinux` or
+/// `in module c"<name>"`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __object {
+    (vmlinux, $funcs:expr) => {
+        $crate::Object::vmlinux($funcs)
+    };
+    (module $name:literal, $funcs:expr) => {
+        $crate::Object::module($name, $funcs)
+    };
+}
+
+/// A whole livepatch module that replaces ONE function: the statics `FUNCS`, `OBJS`, `PATCH`,
+/// the new function (`#[no_mangle] extern "C"`, so its name is the one kallsyms, stack traces
+/// and the livepatch core's messages show) and [`patch_entry_points!`].
+///
+/// ```ignore
+/// klp::func_patch! {
+///     patch: .replace(),                  // optional: `Patch` builder calls
+///     old: c"load_elf_binary" in vmlinux, // or `in module c"klp_ref_target"`
+///     sympos: 3,                          // optional: `old_sympos` (default 0)
+///     new:
+///         /// Would replace `static int load_elf_binary(struct linux_binprm *bprm)`.
+///         fn klp_ref_badpos_load(_bprm: *mut c_void) -> c_int {
+///             -8
+///         }
+/// }
+/// ```
+///
+/// The new function must have the C signature of the old one (nothing can check that).
+#[macro_export]
+macro_rules! func_patch {
+    (
+        $(patch: $(.$method:ident($($arg:expr),* $(,)?))+,)?
+        old: $old:literal in $kind:ident $($module:literal)?,
+        $(sympos: $sympos:expr,)?
+        new:
+            $(#[$attr:meta])*
+            fn $new:ident($($param:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+        $(,)?
+    ) => {
+        static FUNCS: $crate::Funcs<1> =
+            $crate::Funcs::new([$crate::Func::new($old, $new as *const $crate::c_void)$(.sympos($sympos))?]);
+        static OBJS: $crate::Objects<1> = $crate::Objects::new([$crate::__object!($kind $($module)?, &FUNCS)]);
+        static PATCH: $crate::Patch = $crate::Patch::new(&OBJS)$($(.$method($($arg),*))+)?;
+
+        $(#[$attr])*
+        #[unsafe(no_mangle)]
+        extern "C" fn $new($($param: $ty),*) $(-> $ret)? $body
+
+        $crate::patch_entry_points!(PATCH);
+    };
+}
+
+/// A [`func_patch!`] whose new function is a seq_file show function
+/// (`int (*)(struct seq_file *m, void *v)`) that prints the fixed text `prints` (a C string
+/// literal, with its `\n`) and returns 0. The options are those of [`func_patch!`].
+///
+/// ```ignore
+/// klp::show_patch! {
+///     old: c"version_proc_show" in vmlinux,
+///     sympos: 1,
+///     new:
+///         /// Replaces `static int version_proc_show(struct seq_file *m, void *v)`.
+///         klp_ref_pos1_version_show,
+///     prints: c"klp_ref_pos1\n",
+/// }
+/// ```
+#[macro_export]
+macro_rules! show_patch {
+    (
+        $(patch: $(.$method:ident($($arg:expr),* $(,)?))+,)?
+        old: $old:literal in $kind:ident $($module:literal)?,
+        $(sympos: $sympos:expr,)?
+        new: $(#[$attr:meta])* $new:ident,
+        prints: $text:literal
+        $(,)?
+    ) => {
+        $crate::func_patch! {
+            $(patch: $(.$method($($arg),*))+,)?
+            old: $old in $kind $($module)?,
+            $(sympos: $sympos,)?
+            new:
+                $(#[$attr])*
+                fn $new(m: &$crate::SeqFile, _v: *mut $crate::c_void) -> $crate::c_int {
+                    m.puts($text);
+                    0
+                }
+        }
+    };
+}
+
+/// A whole livepatch module that patches no function: `NO_FUNCS`, `OBJS` (one vmlinux object
+/// with no functions and the optional `callbacks`, a [`Callbacks`]), `PATCH` and
+/// [`patch_entry_points!`] (`replace: <expr>` is its `replace = <expr>`).
+///
+/// ```ignore
+/// klp::no_funcs_patch! {
+///     patch: .replace().states(&STATES),   // optional
+///     callbacks: Callbacks::all(pre_patch, post_patch, pre_unpatch, post_unpatch), // optional
+///     replace: klp_ref_callbacks2_replace.get(), // optional
+/// }
+/// ```
+#[macro_export]
+macro_rules! no_funcs_patch {
+    (
+        $(patch: $(.$method:ident($($arg:expr),* $(,)?))+,)?
+        $(callbacks: $callbacks:expr,)?
+        $(replace: $replace:expr,)?
+    ) => {
+        static NO_FUNCS: $crate::Funcs<0> = $crate::Funcs::new([]);
+        static OBJS: $crate::Objects<1> =
+            $crate::Objects::new([$crate::Object::vmlinux(&NO_FUNCS)$(.callbacks($callbacks))?]);
+        static PATCH: $crate::Patch = $crate::Patch::new(&OBJS)$($(.$method($($arg),*))+)?;
+
+        $crate::patch_entry_points!(PATCH $(, replace = $replace)?);
+    };
 }
 
 // ---------------------------------------------------------------------------------------------

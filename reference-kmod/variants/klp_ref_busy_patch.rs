@@ -12,41 +12,32 @@
 
 #![no_std]
 
-use klp::{BoolParam, Func, Funcs, Object, Objects, Patch, SeqFile, c_int, c_void};
+use klp::{BoolParam, SeqFile, c_int};
 
 /// `block` (bool, 0644): sleep in the new function while Y. Default N.
 #[unsafe(no_mangle)]
 static klp_ref_busy_patch_block: BoolParam = BoolParam::new(false);
 
-static FUNCS: Funcs<1> = Funcs::new([Func::new(c"klp_ref_busy_func", klp_ref_busy_patch_func as *const c_void)]);
-static OBJS: Objects<1> = Objects::new([Object::module(c"klp_ref_busy", &FUNCS)]);
-static PATCH: Patch = Patch::new(&OBJS);
-
-/// Replaces `int klp_ref_busy_func(struct seq_file *m)` of `klp_ref_busy` (`m` is NULL for
-/// klp_ref_busy's kthread).
-#[unsafe(no_mangle)]
-#[inline(never)]
-extern "C" fn klp_ref_busy_patch_func(m: Option<&SeqFile>) -> c_int {
-    let kthread = m.is_none();
-    let stop = || kthread && klp::kthread_should_stop();
-    if klp_ref_busy_patch_block.get() && !stop() {
-        let who = if kthread { "kthread" } else { "reader" };
-        klp::pr_info!("{who} sleeping in the new klp_ref_busy_func");
-        while klp_ref_busy_patch_block.get() && !stop() {
-            klp::msleep(20);
+klp::func_patch! {
+    old: c"klp_ref_busy_func" in module c"klp_ref_busy",
+    new:
+        /// Replaces `int klp_ref_busy_func(struct seq_file *m)` of `klp_ref_busy` (`m` is NULL for
+        /// klp_ref_busy's kthread).
+        #[inline(never)]
+        fn klp_ref_busy_patch_func(m: Option<&SeqFile>) -> c_int {
+            let kthread = m.is_none();
+            let stop = || kthread && klp::kthread_should_stop();
+            if klp_ref_busy_patch_block.get() && !stop() {
+                let who = if kthread { "kthread" } else { "reader" };
+                klp::pr_info!("{who} sleeping in the new klp_ref_busy_func");
+                while klp_ref_busy_patch_block.get() && !stop() {
+                    klp::msleep(20);
+                }
+                klp::pr_info!("{who} leaving the new klp_ref_busy_func");
+            }
+            if let Some(m) = m {
+                m.puts(c"klp_ref_busy: patched\n");
+            }
+            0
         }
-        klp::pr_info!("{who} leaving the new klp_ref_busy_func");
-    }
-    if let Some(m) = m {
-        m.puts(c"klp_ref_busy: patched\n");
-    }
-    0
 }
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}

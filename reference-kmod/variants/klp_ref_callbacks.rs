@@ -16,12 +16,7 @@ use klp::{Callbacks, Func, Funcs, IntParam, Object, Objects, Patch, SeqFile, c_i
 #[unsafe(no_mangle)]
 static klp_ref_callbacks_pre_patch_ret: IntParam = IntParam::new(0);
 
-const CB: Callbacks = Callbacks {
-    pre_patch: Some(pre_patch),
-    post_patch: Some(post_patch),
-    pre_unpatch: Some(pre_unpatch),
-    post_unpatch: Some(post_unpatch),
-};
+const CB: Callbacks = Callbacks::all(pre_patch, post_patch, pre_unpatch, post_unpatch);
 
 static NO_FUNCS: Funcs<0> = Funcs::new([]);
 static NO_FUNCS_TARGET: Funcs<0> = Funcs::new([]);
@@ -33,6 +28,7 @@ static OBJS: Objects<3> = Objects::new([
     Object::module(c"klp_ref_busy", &BUSY_FUNCS).callbacks(CB),
 ]);
 static PATCH: Patch = Patch::new(&OBJS);
+klp::patch_entry_points!(PATCH);
 
 fn log(callback: &str, obj: &Object) {
     let name = obj.name().to_str().unwrap_or("?");
@@ -67,11 +63,3 @@ extern "C" fn klp_ref_callbacks_busy_func(m: Option<&SeqFile>) -> c_int {
     }
     0
 }
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}

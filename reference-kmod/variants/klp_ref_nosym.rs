@@ -5,19 +5,7 @@
 
 #![no_std]
 
-use klp::{Func, Funcs, Object, Objects, Patch, c_int, c_void};
-
-static FUNCS: Funcs<1> = Funcs::new([Func::new(c"klp_ref_no_such_function", klp_ref_nosym_func as *const c_void)]);
-static OBJS: Objects<1> = Objects::new([Object::vmlinux(&FUNCS)]);
-static PATCH: Patch = Patch::new(&OBJS);
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_ref_nosym_func() {}
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
+klp::func_patch! {
+    old: c"klp_ref_no_such_function" in vmlinux,
+    new: fn klp_ref_nosym_func() {}
 }
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}

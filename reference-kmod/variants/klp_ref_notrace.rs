@@ -7,20 +7,11 @@
 
 #![no_std]
 
-use klp::{Func, Funcs, Object, Objects, Patch, c_char, c_int, c_void};
+use klp::c_char;
 
-static FUNCS: Funcs<1> = Funcs::new([Func::new(c"mark_tsc_unstable", klp_ref_notrace_mark as *const c_void)]);
-static OBJS: Objects<1> = Objects::new([Object::vmlinux(&FUNCS)]);
-static PATCH: Patch = Patch::new(&OBJS);
-
-/// Would replace `void mark_tsc_unstable(char *reason)`.
-#[unsafe(no_mangle)]
-extern "C" fn klp_ref_notrace_mark(_reason: *const c_char) {}
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
+klp::func_patch! {
+    old: c"mark_tsc_unstable" in vmlinux,
+    new:
+        /// Would replace `void mark_tsc_unstable(char *reason)`.
+        fn klp_ref_notrace_mark(_reason: *const c_char) {}
 }
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}

@@ -6,16 +6,6 @@
 
 #![no_std]
 
-use klp::{Funcs, Object, Objects, Patch, c_int};
-
-static FUNCS: Funcs<0> = Funcs::new([]);
-static OBJS: Objects<1> = Objects::new([Object::vmlinux(&FUNCS)]);
-static PATCH: Patch = Patch::new(&OBJS).replace();
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
+klp::no_funcs_patch! {
+    patch: .replace(),
 }
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}

@@ -6,23 +6,10 @@
 
 #![no_std]
 
-use klp::{Func, Funcs, Object, Objects, Patch, SeqFile, c_int, c_void};
-
-static FUNCS: Funcs<1> = Funcs::new([Func::new(c"version_proc_show", klp_ref_stack_a_version_show as *const c_void)]);
-static OBJS: Objects<1> = Objects::new([Object::vmlinux(&FUNCS)]);
-static PATCH: Patch = Patch::new(&OBJS);
-
-/// Replaces `static int version_proc_show(struct seq_file *m, void *v)`.
-#[unsafe(no_mangle)]
-extern "C" fn klp_ref_stack_a_version_show(m: &SeqFile, _v: *mut c_void) -> c_int {
-    m.puts(c"klp_ref_stack_a\n");
-    0
+klp::show_patch! {
+    old: c"version_proc_show" in vmlinux,
+    new:
+        /// Replaces `static int version_proc_show(struct seq_file *m, void *v)`.
+        klp_ref_stack_a_version_show,
+    prints: c"klp_ref_stack_a\n",
 }
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}

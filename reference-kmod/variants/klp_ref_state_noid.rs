@@ -6,16 +6,4 @@
 
 #![no_std]
 
-use klp::{Funcs, Object, Objects, Patch, c_int};
-
-static NO_FUNCS: Funcs<0> = Funcs::new([]);
-static OBJS: Objects<1> = Objects::new([Object::vmlinux(&NO_FUNCS)]);
-static PATCH: Patch = Patch::new(&OBJS);
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}
+klp::no_funcs_patch! {}

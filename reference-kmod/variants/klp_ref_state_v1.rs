@@ -11,17 +11,14 @@
 
 #![no_std]
 
-use klp::{Callbacks, Funcs, Object, Objects, Patch, State, States, c_int};
+use klp::{Callbacks, Object, State, States, c_int};
 
 static STATES: States<1> = States::new([State::new(1, 1)]);
-static NO_FUNCS: Funcs<0> = Funcs::new([]);
-static OBJS: Objects<1> = Objects::new([Object::vmlinux(&NO_FUNCS).callbacks(Callbacks {
-    pre_patch: Some(pre_patch),
-    post_patch: Some(post_patch),
-    pre_unpatch: Some(pre_unpatch),
-    post_unpatch: Some(post_unpatch),
-})]);
-static PATCH: Patch = Patch::new(&OBJS).replace().states(&STATES);
+
+klp::no_funcs_patch! {
+    patch: .replace().states(&STATES),
+    callbacks: Callbacks::all(pre_patch, post_patch, pre_unpatch, post_unpatch),
+}
 
 fn value() -> u64 {
     STATES.get(0).data_value().unwrap_or(0)
@@ -47,11 +44,3 @@ extern "C" fn post_unpatch(_obj: &Object) {
     STATES.get(0).free_data();
     klp::pr_info!("post_unpatch: freed state 1 data");
 }
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_init() -> c_int {
-    klp::enable(&PATCH)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn klp_variant_exit() {}

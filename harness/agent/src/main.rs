@@ -8,9 +8,11 @@
 //! so any failure of the agent itself powers the machine off instead.
 //!
 //! Run as any other PID (for tests on the host) it mounts nothing and serves stdin/stdout.
+//! Run as `--reader <tag> <path> <result-file>` it is a background reader ([`readers`]).
 
 mod kmsg;
 mod ops;
+mod readers;
 mod sys;
 
 use std::fs::{File, OpenOptions};
@@ -41,7 +43,12 @@ fn log(msg: &str) {
 }
 
 fn main() {
+    let args: Vec<_> = std::env::args_os().collect();
+    if readers::is_reader_invocation(&args) {
+        readers::child_main(&args[2..]);
+    }
     let pid1 = std::process::id() == 1;
+    readers::init(pid1);
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         log(&format!("panic: {info}"));
@@ -180,6 +187,9 @@ fn handle_line(line: &[u8]) -> Option<(u64, Response, bool)> {
 }
 
 fn dispatch(req: Request) -> Response {
+    // Children that exited since the last request (readers, orphans if PID 1) are collected
+    // here and on every poll of a wait; nothing ever waits for one.
+    readers::reap();
     match req {
         Request::Hello => Response::Hello {
             protocol: PROTOCOL_VERSION,
@@ -194,6 +204,9 @@ fn dispatch(req: Request) -> Response {
         Request::WaitFor { condition, timeout_ms, poll_ms } => ops::wait_for(&condition, timeout_ms, poll_ms),
         Request::ReadKmsg { since_seq } => ops::read_kmsg(since_seq),
         Request::PowerOff => Response::Done,
+        Request::Tasks => ops::tasks(),
+        Request::StartReader { tag, path } => readers::start(&tag, &path),
+        Request::ReaderStatus { tag } => readers::status(&tag),
     }
 }
 

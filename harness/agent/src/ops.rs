@@ -7,9 +7,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use klp_protocol::{Condition, EntryKind, Errno, KmsgRecord, Response, TreeEntry};
+use klp_protocol::{Condition, EntryKind, Errno, KmsgRecord, Response, TaskInfo, TreeEntry};
 
-use crate::{kmsg, sys};
+use crate::{kmsg, readers, sys};
 
 /// Largest value [`list_tree`] reads from one file (sysfs values are at most a page).
 const TREE_VALUE_LIMIT: u64 = 1 << 20;
@@ -158,12 +158,18 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<TreeEntry>) -> Result<(), Errno> {
 }
 
 /// Poll `cond` every `poll_ms` until it holds or `timeout_ms` has passed (checked at least once).
+/// Children are reaped on every poll. A condition that cannot be evaluated (a reader tag never
+/// started) is [`Response::Error`].
 pub fn wait_for(cond: &Condition, timeout_ms: u64, poll_ms: u64) -> Response {
     let start = Instant::now();
     let timeout = Duration::from_millis(timeout_ms);
     let poll = Duration::from_millis(poll_ms.clamp(1, 10_000));
     loop {
-        let (met, last) = check(cond);
+        readers::reap();
+        let (met, last) = match check(cond) {
+            Ok(c) => c,
+            Err(message) => return Response::Error { message },
+        };
         let elapsed = start.elapsed();
         if met || elapsed >= timeout {
             return Response::Waited { met, elapsed_ms: elapsed.as_millis() as u64, last };
@@ -172,8 +178,10 @@ pub fn wait_for(cond: &Condition, timeout_ms: u64, poll_ms: u64) -> Response {
     }
 }
 
-fn check(cond: &Condition) -> (bool, Option<String>) {
-    match cond {
+/// Whether the condition holds, and the last value seen: the file's content (or `<ERRNO>` if
+/// it cannot be read) for the file conditions, the reader's state for `ReaderDone`.
+fn check(cond: &Condition) -> Result<(bool, Option<String>), String> {
+    Ok(match cond {
         Condition::FileEquals { path, value } => match read_whole(path, TREE_VALUE_LIMIT) {
             Ok(d) => {
                 let text = String::from_utf8_lossy(&d).into_owned();
@@ -182,9 +190,66 @@ fn check(cond: &Condition) -> (bool, Option<String>) {
             }
             Err(e) => (false, Some(format!("<{}>", e.name))),
         },
+        Condition::FileNotEquals { path, value } => match read_whole(path, TREE_VALUE_LIMIT) {
+            Ok(d) => {
+                let text = String::from_utf8_lossy(&d).into_owned();
+                let met = text.trim_end_matches('\n') != value;
+                (met, Some(text))
+            }
+            Err(e) => (true, Some(format!("<{}>", e.name))),
+        },
         Condition::Exists { path } => (std::fs::symlink_metadata(path).is_ok(), None),
         Condition::Absent { path } => (std::fs::symlink_metadata(path).is_err(), None),
+        Condition::ReaderDone { tag } => {
+            let (done, how) = readers::done(tag)?;
+            (done, Some(how))
+        }
+    })
+}
+
+/// `PF_KTHREAD` of include/linux/sched.h, in the `flags` field of /proc/<pid>/stat.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Every task of /proc/[0-9]*/task/[0-9]*, sorted by (pid, tid). Tasks that exit while being
+/// listed are left out; a task whose `patch_state` cannot be read has `None`.
+pub fn tasks() -> Response {
+    tasks_in("/proc")
+}
+
+fn tasks_in(proc_root: &str) -> Response {
+    let rd = match std::fs::read_dir(proc_root) {
+        Ok(rd) => rd,
+        Err(e) => return Response::Errno(io_errno(&e)),
+    };
+    let numeric = |e: std::fs::DirEntry| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok());
+    let mut tasks = Vec::new();
+    for pid in rd.filter_map(|e| e.ok()).filter_map(numeric) {
+        // The process may be gone already.
+        let Ok(trd) = std::fs::read_dir(format!("{proc_root}/{pid}/task")) else { continue };
+        for tid in trd.filter_map(|e| e.ok()).filter_map(numeric) {
+            let dir = format!("{proc_root}/{pid}/task/{tid}");
+            let Ok(stat) = read_whole(&format!("{dir}/stat"), 4096) else { continue };
+            let Some((comm, state, flags)) = parse_stat(&String::from_utf8_lossy(&stat)) else { continue };
+            let patch_state = read_whole(&format!("{dir}/patch_state"), 64)
+                .ok()
+                .and_then(|d| String::from_utf8_lossy(&d).trim().parse().ok());
+            tasks.push(TaskInfo { pid, tid, comm, state, patch_state, kthread: flags & PF_KTHREAD != 0 });
+        }
     }
+    tasks.sort_by_key(|t| (t.pid, t.tid));
+    Response::Tasks { tasks }
+}
+
+/// `pid (comm) state ppid pgrp session tty_nr tpgid flags …`: comm, state and flags. The comm
+/// may contain spaces and parentheses, so the fields are split after the last `)`.
+fn parse_stat(stat: &str) -> Option<(String, String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.to_string();
+    let flags = rest.nth(5)?.parse().ok()?;
+    Some((comm, state, flags))
 }
 
 /// Every /dev/kmsg record still in the ring buffer with `seq >= since_seq`.
@@ -230,5 +295,50 @@ pub fn load_boot_modules(dir: &str, log: &dyn Fn(&str)) {
             Response::Errno(e) if e.errno == libc::EEXIST => log(&format!("{path}: already loaded")),
             other => log(&format!("could not load {path}: {other:?}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_the_last_paren() {
+        let s = "42 (a) b) (c) S 2 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n";
+        assert_eq!(parse_stat(s), Some(("a) b) (c".into(), "S".into(), 2129984)));
+        assert_eq!(parse_stat("1 (init) R 0 1 1 0 -1 4194560 1"), Some(("init".into(), "R".into(), 4194560)));
+        assert_eq!(parse_stat("1 init R"), None);
+        assert_eq!(parse_stat("1 (init) R 0 1"), None);
+    }
+
+    #[test]
+    fn tasks_lists_this_process_sorted() {
+        let Response::Tasks { tasks } = tasks() else { panic!() };
+        let me = std::process::id() as i32;
+        let mine: Vec<_> = tasks.iter().filter(|t| t.pid == me).collect();
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        assert!(mine.iter().any(|t| t.tid == me && !t.kthread), "{mine:?}");
+        // The thread that reads the listing is running.
+        assert!(mine.iter().any(|t| t.tid == tid && t.state == "R"), "{mine:?}");
+        assert!(tasks.windows(2).all(|w| (w[0].pid, w[0].tid) < (w[1].pid, w[1].tid)));
+        // kthreadd (pid 2) is visible unless /proc belongs to another pid namespace.
+        if let Some(k) = tasks.iter().find(|t| t.pid == 2 && t.comm == "kthreadd") {
+            assert!(k.kthread);
+        }
+        assert!(matches!(tasks_in("/nonexistent"), Response::Errno(ref e) if e.name == "ENOENT"));
+    }
+
+    #[test]
+    fn file_not_equals() {
+        let c = |value: &str| Condition::FileNotEquals { path: "/proc/sys/kernel/ostype".into(), value: value.into() };
+        assert_eq!(check(&c("Linux")), Ok((false, Some("Linux\n".into()))));
+        assert_eq!(check(&c("Plan9")), Ok((true, Some("Linux\n".into()))));
+        let gone = Condition::FileNotEquals { path: "/nonexistent".into(), value: "1".into() };
+        assert_eq!(check(&gone), Ok((true, Some("<ENOENT>".into()))));
+        assert!(matches!(
+            wait_for(&Condition::ReaderDone { tag: "never-started".into() }, 0, 1),
+            Response::Error { .. }
+        ));
     }
 }

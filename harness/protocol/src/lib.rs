@@ -42,6 +42,15 @@ pub enum Request {
     ReadKmsg { since_seq: u64 },
     /// Sync and power the guest off; the agent answers [`Response::Done`] first.
     PowerOff,
+    /// Every task (thread) of the guest with its livepatch state: [`Response::Tasks`].
+    Tasks,
+    /// Start a background user task (a child process named `klp-<tag>`, at most 15 bytes)
+    /// that opens `path`, reads it to the end and exits: [`Response::Started`]. A read that
+    /// blocks inside the kernel keeps the task in whatever function it sleeps in, which is how
+    /// a case holds a livepatch transition open with a user task.
+    StartReader { tag: String, path: String },
+    /// The state of a reader started with [`Request::StartReader`]: [`Response::Reader`].
+    ReaderStatus { tag: String },
 }
 
 /// What [`Request::WaitFor`] polls.
@@ -54,6 +63,11 @@ pub enum Condition {
     Exists { path: String },
     /// The path does not exist.
     Absent { path: String },
+    /// The file's content (trailing newlines removed) differs from `value`, or it cannot be
+    /// read: the inverse of [`Condition::FileEquals`], for "stays at" checks.
+    FileNotEquals { path: String, value: String },
+    /// The reader started with this tag has exited.
+    ReaderDone { tag: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,11 +95,43 @@ pub enum Response {
         records: Vec<KmsgRecord>,
         next_seq: u64,
     },
+    Tasks {
+        tasks: Vec<TaskInfo>,
+    },
+    Started {
+        pid: i32,
+    },
+    Reader(ReaderState),
     /// The request itself could not be served (malformed, unsupported): a harness bug, not an
     /// observation of the kernel.
     Error {
         message: String,
     },
+}
+
+/// One guest task, from /proc/<pid>/task/<tid>/.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub pid: i32,
+    pub tid: i32,
+    pub comm: String,
+    /// The scheduler state letter of `stat` (R, S, D, I, …).
+    pub state: String,
+    /// `patch_state`: -1 outside a transition, 0 unpatched, 1 patched; None if unreadable
+    /// (the task exited while being listed).
+    pub patch_state: Option<i32>,
+    /// Whether it is a kernel thread (PF_KTHREAD: no user address space).
+    pub kthread: bool,
+}
+
+/// A background reader: running, or done with the data it read or the errno of the read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReaderState {
+    pub tag: String,
+    pub pid: i32,
+    pub done: bool,
+    pub data: Option<String>,
+    pub errno: Option<Errno>,
 }
 
 /// An errno as the kernel returned it, with its symbolic name and `strerror` text.

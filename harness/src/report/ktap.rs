@@ -105,6 +105,9 @@ fn diagnostics(c: &CaseOutcome) -> Vec<String> {
             v.push(format!("{}: {label} {}", c.case, line.trim_end()));
         }
     }
+    if let Some(d) = &c.divergence {
+        v.push(format!("{}: DIVERGENCE from the documented contract: {}", c.case, one_line(d)));
+    }
     if let Some(e) = &c.error {
         for line in e.lines() {
             v.push(format!("{}: error: {}", c.case, line.trim_end()));

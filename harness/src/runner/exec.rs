@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use klp_protocol::{errno_by_name, Condition, Errno};
+use std::collections::BTreeMap;
+
+use klp_protocol::{errno_by_name, Condition, EntryKind, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
 
 use super::outcome::{Failure, StepTiming};
 use crate::image::GUEST_MODULE_DIR;
-use crate::suite::{Case, ReadStep, Step, WaitStep};
+use crate::suite::{Case, KmsgStep, PatchStateStep, ReadStep, ReaderStep, Step, WaitStep};
 
 /// The guest as the executor needs it. The real one is a VM with the agent; unit tests use a
 /// fake. `Ok(Err(errno))` is an observation (the kernel said no); `Err(GuestError)` means the
@@ -19,6 +21,12 @@ pub trait Guest {
     fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError>;
     /// Poll `cond` in the guest; `Ok((met, last value seen))`.
     fn wait_for(&mut self, cond: Condition, timeout: Duration) -> Result<(bool, Option<String>), GuestError>;
+    fn list_tree(&mut self, path: &str) -> Result<Result<Vec<TreeEntry>, Errno>, GuestError>;
+    /// Kernel log records with a sequence number >= `since_seq`.
+    fn read_kmsg(&mut self, since_seq: u64) -> Result<Vec<KmsgRecord>, GuestError>;
+    fn tasks(&mut self) -> Result<Vec<TaskInfo>, GuestError>;
+    fn start_reader(&mut self, tag: &str, path: &str) -> Result<i32, GuestError>;
+    fn reader_status(&mut self, tag: &str) -> Result<ReaderState, GuestError>;
     /// An oops, BUG, WARNING or panic the kernel printed so far, as an excerpt.
     fn kernel_problem(&mut self) -> Option<String>;
 }
@@ -41,12 +49,19 @@ pub struct CaseRun {
     pub steps: Vec<StepTiming>,
 }
 
+/// What earlier steps left for later ones: kernel-log marks.
+#[derive(Default)]
+struct CaseState {
+    marks: BTreeMap<String, u64>,
+}
+
 pub fn run_case(case: &Case, guest: &mut dyn Guest) -> CaseRun {
     let mut out = CaseRun::default();
+    let mut state = CaseState::default();
     for (i, step) in case.steps.iter().enumerate() {
         let label = format!("{}: {}", i + 1, step.value.describe());
         let started = Instant::now();
-        let result = run_step(&step.value, guest);
+        let result = run_step(&step.value, guest, &mut state);
         out.steps.push(StepTiming { step: label.clone(), duration_s: started.elapsed().as_secs_f64() });
         let fail = |expected: String, actual: String| Failure {
             step: label.clone(),
@@ -96,7 +111,7 @@ fn expect_outcome(outcome: Result<(), Errno>, expect: Option<&str>) -> Result<()
     }
 }
 
-fn run_step(step: &Step, guest: &mut dyn Guest) -> StepResult {
+fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepResult {
     let errno = |e: &Option<crate::suite::ErrnoName>| e.as_ref().map(|s| s.value.clone());
     Ok(match step {
         Step::Load(m) => {
@@ -126,7 +141,202 @@ fn run_step(step: &Step, guest: &mut dyn Guest) -> StepResult {
                 Err((format!("{p} is absent"), "it exists".into()))
             }
         }
+        Step::Stays(st) => {
+            let cond = Condition::FileNotEquals { path: st.path.clone(), value: st.equals.clone() };
+            let (changed, last) = guest.wait_for(cond, Duration::from_secs_f64(st.for_s))?;
+            if changed {
+                Err((
+                    format!("{} to stay {:?} for {}s", st.path, st.equals, st.for_s),
+                    format!("it became {:?}", last.unwrap_or_default().trim_end()),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Step::Tree(t) => match guest.list_tree(&t.path)? {
+            Err(e) => Err((format!("the tree below {}", t.path), describe_errno(&e))),
+            Ok(entries) => compare_text(&normalise_listing(&t.equals), &render_tree(&entries)),
+        },
+        Step::Mark(name) => {
+            let next = guest.read_kmsg(0)?.last().map_or(0, |r| r.seq + 1);
+            state.marks.insert(name.clone(), next);
+            Ok(())
+        }
+        Step::Kmsg(k) => {
+            let since = k.since.as_ref().map_or(0, |m| state.marks.get(&m.value).copied().unwrap_or(0));
+            check_kmsg(k, &guest.read_kmsg(since)?)
+        }
+        Step::PatchState(p) => check_patch_state(p, &guest.tasks()?),
+        Step::StartReader(r) => {
+            guest.start_reader(&r.tag, &r.path)?;
+            Ok(())
+        }
+        Step::Reader(r) => check_reader(r, guest)?,
     })
+}
+
+/// `stat -c %A`-style mode string.
+fn mode_string(kind: EntryKind, mode: u32) -> String {
+    let t = match kind {
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::File => '-',
+        EntryKind::Other => '?',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// One line per entry: `drwxr-xr-x vmlinux/`, `-rw-r--r-- enabled = 1`,
+/// `--w------- force (EACCES)`, `lrwxrwxrwx link -> target`. Multi-line values are escaped.
+pub fn render_tree(entries: &[TreeEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&mode_string(e.kind, e.mode));
+        out.push(' ');
+        out.push_str(&e.path);
+        match e.kind {
+            EntryKind::Dir => out.push('/'),
+            EntryKind::Symlink => {
+                out.push_str(" -> ");
+                out.push_str(e.target.as_deref().unwrap_or("?"));
+            }
+            _ => match (&e.value, e.read_errno) {
+                (Some(v), _) => {
+                    out.push_str(" = ");
+                    out.push_str(&v.trim_end_matches('\n').replace('\n', "\\n"));
+                }
+                (None, Some(errno)) => out.push_str(&format!(" ({})", klp_protocol::errno_name(errno))),
+                (None, None) => {}
+            },
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// An expected listing as written in YAML: surrounding blanks and empty lines do not count.
+fn normalise_listing(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| format!("{l}\n")).collect()
+}
+
+/// Equal, or a mismatch whose `actual` is a unified diff (expected → actual).
+fn compare_text(expected: &str, actual: &str) -> Result<(), (String, String)> {
+    if expected == actual {
+        return Ok(());
+    }
+    let diff = similar::TextDiff::from_lines(expected, actual);
+    let shown = diff.unified_diff().context_radius(3).header("expected", "actual").to_string();
+    Err(("the listing in the suite (diff: - expected, + actual)".into(), shown))
+}
+
+fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, String)> {
+    let excerpt = |pred: &dyn Fn(&str) -> bool| -> String {
+        let lines: Vec<&str> = records.iter().map(|r| r.text.as_str()).filter(|t| pred(t)).collect();
+        let start = lines.len().saturating_sub(30);
+        if lines.is_empty() {
+            "(no matching records)".into()
+        } else {
+            lines[start..].join("\n")
+        }
+    };
+    let livepatchy = |t: &str| t.contains("livepatch") || t.contains("klp");
+    let mut from = 0;
+    for want in &k.contains {
+        match records[from..].iter().position(|r| r.text.contains(want.as_str())) {
+            Some(i) => from += i + 1,
+            None => {
+                let seen_earlier = records[..from].iter().any(|r| r.text.contains(want.as_str()));
+                let after = if from > 0 { " after the previous one" } else { "" };
+                let why = if seen_earlier {
+                    "it appears, but out of order; the log:"
+                } else {
+                    "not in the log; livepatch lines:"
+                };
+                return Err((
+                    format!("a record containing {want:?}{after}"),
+                    format!("{why}\n{}", excerpt(&livepatchy)),
+                ));
+            }
+        }
+    }
+    for unwanted in &k.absent {
+        if let Some(r) = records.iter().find(|r| r.text.contains(unwanted.as_str())) {
+            return Err((format!("no record containing {unwanted:?}"), r.text.clone()));
+        }
+    }
+    for (text, n) in &k.count {
+        let got = records.iter().filter(|r| r.text.contains(text.as_str())).count();
+        if got != *n {
+            let shown = excerpt(&|t| t.contains(text.as_str()));
+            return Err((format!("{n} records containing {text:?}"), format!("{got}:\n{shown}")));
+        }
+    }
+    Ok(())
+}
+
+fn check_patch_state(p: &PatchStateStep, tasks: &[TaskInfo]) -> Result<(), (String, String)> {
+    let selected: Vec<&TaskInfo> = tasks
+        .iter()
+        .filter(|t| p.comm.as_deref().is_none_or(|c| t.comm.starts_with(c)))
+        .filter(|t| t.patch_state.is_some())
+        .collect();
+    let who = p.comm.as_deref().map_or("every task".to_string(), |c| format!("tasks named {c}*"));
+    if selected.is_empty() {
+        return Err((format!("{who} to exist"), "no such task".into()));
+    }
+    let show = |ts: &[&TaskInfo]| {
+        let mut v: Vec<String> = ts
+            .iter()
+            .take(10)
+            .map(|t| format!("{}:{} patch_state={}", t.comm, t.tid, t.patch_state.unwrap()))
+            .collect();
+        if ts.len() > 10 {
+            v.push(format!("… and {} more", ts.len() - 10));
+        }
+        v.join(", ")
+    };
+    if let Some(want) = p.equals {
+        let off: Vec<&TaskInfo> = selected.iter().copied().filter(|t| t.patch_state != Some(want)).collect();
+        if !off.is_empty() {
+            return Err((format!("{who} read patch_state {want}"), show(&off)));
+        }
+    }
+    if let Some(not) = p.none {
+        let off: Vec<&TaskInfo> = selected.iter().copied().filter(|t| t.patch_state == Some(not)).collect();
+        if !off.is_empty() {
+            return Err((format!("none of {who} reads patch_state {not}"), show(&off)));
+        }
+    }
+    Ok(())
+}
+
+fn check_reader(r: &ReaderStep, guest: &mut dyn Guest) -> StepResult {
+    let timeout = Duration::from_secs_f64(r.timeout_s.unwrap_or(0.0));
+    let (done, _) = guest.wait_for(Condition::ReaderDone { tag: r.tag.clone() }, timeout)?;
+    if !done {
+        return Ok(Err((format!("reader {} finished within {timeout:?}", r.tag), "it is still reading".into())));
+    }
+    let st = guest.reader_status(&r.tag)?;
+    let got = match (st.data, st.errno) {
+        (_, Some(e)) => Err(e),
+        (Some(d), None) => Ok(d),
+        (None, None) => Ok(String::new()),
+    };
+    let as_read = ReadStep {
+        path: format!("reader {}", r.tag),
+        equals: r.equals.clone(),
+        not_equals: None,
+        contains: r.contains.clone(),
+        expect_errno: r.expect_errno.clone(),
+    };
+    Ok(check_read(&as_read, got))
 }
 
 fn check_read(r: &ReadStep, got: Result<String, Errno>) -> Result<(), (String, String)> {
@@ -196,6 +406,9 @@ pub(crate) mod fake {
         pub problem_after_writes: Option<usize>,
         pub writes: usize,
         pub dead: bool,
+        pub kmsg: Vec<KmsgRecord>,
+        pub tasks: Vec<TaskInfo>,
+        pub readers: BTreeMap<String, ReaderState>,
     }
 
     fn enoent() -> Errno {
@@ -243,7 +456,46 @@ pub(crate) mod fake {
                 }
                 Condition::Exists { path } => (self.files.contains_key(&path), None),
                 Condition::Absent { path } => (!self.files.contains_key(&path), None),
+                Condition::FileNotEquals { path, value } => {
+                    let v = self.files.get(&path).cloned();
+                    (v.as_deref().map(|s| s.trim_end_matches('\n')) != Some(value.as_str()), v)
+                }
+                Condition::ReaderDone { tag } => (self.readers.get(&tag).is_some_and(|r| r.done), None),
             })
+        }
+        fn list_tree(&mut self, path: &str) -> Result<Result<Vec<TreeEntry>, Errno>, GuestError> {
+            let prefix = format!("{path}/");
+            let entries: Vec<TreeEntry> = self
+                .files
+                .iter()
+                .filter_map(|(p, v)| p.strip_prefix(&prefix).map(|rel| (rel, v)))
+                .map(|(rel, v)| TreeEntry {
+                    path: rel.to_string(),
+                    kind: EntryKind::File,
+                    mode: 0o644,
+                    value: Some(v.clone()),
+                    read_errno: None,
+                    target: None,
+                })
+                .collect();
+            Ok(if entries.is_empty() { Err(enoent()) } else { Ok(entries) })
+        }
+        fn read_kmsg(&mut self, since_seq: u64) -> Result<Vec<KmsgRecord>, GuestError> {
+            Ok(self.kmsg.iter().filter(|r| r.seq >= since_seq).cloned().collect())
+        }
+        fn tasks(&mut self) -> Result<Vec<TaskInfo>, GuestError> {
+            Ok(self.tasks.clone())
+        }
+        fn start_reader(&mut self, tag: &str, path: &str) -> Result<i32, GuestError> {
+            let data = self.files.get(path).cloned();
+            self.readers.insert(
+                tag.to_string(),
+                ReaderState { tag: tag.into(), pid: 42, done: data.is_some(), errno: None, data },
+            );
+            Ok(42)
+        }
+        fn reader_status(&mut self, tag: &str) -> Result<ReaderState, GuestError> {
+            Ok(self.readers[tag].clone())
         }
         fn kernel_problem(&mut self) -> Option<String> {
             match self.problem_after_writes {

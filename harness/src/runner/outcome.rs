@@ -48,6 +48,9 @@ pub struct CaseOutcome {
     /// For `error`: what the harness could not do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The documented contract says otherwise: what the case shows the kernel really does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<String>,
     /// Log files of the case, relative to the output directory (`console`, `dmesg`).
     pub logs: BTreeMap<String, String>,
     #[serde(default)]
@@ -66,9 +69,16 @@ impl CaseOutcome {
             failure: None,
             skip_reason: None,
             error: None,
+            divergence: None,
             logs: BTreeMap::new(),
             steps: Vec::new(),
         }
+    }
+
+    pub fn skipped(mut self, why: impl Into<String>) -> Self {
+        self.status = Status::Skip;
+        self.skip_reason = Some(why.into());
+        self
     }
 
     pub fn errored(mut self, why: impl Into<String>) -> Self {
@@ -113,6 +123,9 @@ pub struct Report {
     pub schema: String,
     pub runs: Vec<KernelRun>,
     pub summary: Summary,
+    /// SPEC assertion ids checked by cases that ran to a verdict, against the whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<crate::suite::spec::Coverage>,
 }
 
 pub const REPORT_SCHEMA: &str = "klp-conform.report.v1";
@@ -128,7 +141,7 @@ impl Report {
                 Status::Error => summary.error += 1,
             }
         }
-        Self { schema: REPORT_SCHEMA.into(), runs, summary }
+        Self { schema: REPORT_SCHEMA.into(), runs, summary, coverage: None }
     }
 
     /// The contract: 0 all passed or skipped with a reason, 1 a conformance failure, 2 the

@@ -6,11 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use klp_protocol::{Condition, Errno};
+use klp_protocol::{Condition, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
 
 use super::exec::{run_case, Guest, GuestError};
 use super::outcome::*;
-use crate::agent_client::AgentError;
+use crate::agent_client::{AgentClient, AgentError};
 use crate::kernel::{self, Kernel, KernelSpec};
 use crate::progress::Progress;
 use crate::report::ktap::KtapWriter;
@@ -92,9 +92,16 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
             let label = format!("{} ({})", kinfo.release.as_deref().unwrap_or("unresolved"), spec);
             ktap.begin_suite(ls.suite.name(), &label, ls.suite.cases.len()).map_err(stdout_err)?;
             for case in &ls.suite.cases {
-                let base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
+                let mut base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
+                base.divergence = case.divergence.as_ref().map(|d| d.trim().to_string());
                 let outcome = match &prepared {
-                    Ok(p) => run_one(p, &ls.suite, case, base, &cfg.out, progress),
+                    Ok(p) => match case.requires.as_ref().and_then(|r| suite::skip_reason(r, &p.kernel)) {
+                        Some(why) => {
+                            progress.note(format!("{} › {}: skipped: {why}", ls.suite.name(), case.name()));
+                            base.skipped(why)
+                        }
+                        None => run_one(p, &ls.suite, case, base, &cfg.out, progress),
+                    },
                     Err(e) => base.errored(e.clone()),
                 };
                 ktap.case(&outcome).map_err(stdout_err)?;
@@ -108,7 +115,27 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         };
         runs.push(KernelRun { kernel: kinfo, accel, accel_note, cases });
     }
-    let report = Report::new(runs);
+    let mut report = Report::new(runs);
+    let spec_file = cfg.workspace.join("suites/spec/ids.yaml");
+    match suite::spec::SpecIds::load(&spec_file) {
+        Ok(spec) => {
+            let checked = report
+                .runs
+                .iter()
+                .flat_map(|r| &r.cases)
+                .filter(|c| matches!(c.status, Status::Pass | Status::Fail))
+                .flat_map(|c| c.spec.iter().map(String::as_str));
+            let cov = suite::spec::Coverage::compute(&spec, checked);
+            progress.note(format!(
+                "SPEC coverage: {}/{} assertions checked by cases that ran; not covered: {}",
+                cov.covered.len(),
+                cov.total,
+                if cov.missing.is_empty() { "none".to_string() } else { cov.missing.join(" ") }
+            ));
+            report.coverage = Some(cov);
+        }
+        Err(e) => progress.note(format!("no SPEC coverage: {e}")),
+    }
     crate::report::json::write_report(&report, &cfg.out)
         .map_err(|source| RunError::Output { path: cfg.out.join("report.json"), source })?;
     let s = &report.summary;
@@ -247,31 +274,43 @@ struct VmGuest<'a> {
 }
 
 impl VmGuest<'_> {
-    fn map_err(&mut self, e: AgentError) -> GuestError {
-        GuestError { message: e.to_string(), kernel_died: self.vm.console_problem().map(|p| p.excerpt) }
+    /// One agent call; a failure learns from the console whether the kernel died.
+    fn call<T>(&mut self, f: impl FnOnce(&mut AgentClient) -> Result<T, AgentError>) -> Result<T, GuestError> {
+        let r = f(self.vm.agent());
+        r.map_err(|e| GuestError { message: e.to_string(), kernel_died: self.vm.console_problem().map(|p| p.excerpt) })
     }
 }
 
 impl Guest for VmGuest<'_> {
     fn read_file(&mut self, path: &str) -> Result<Result<String, Errno>, GuestError> {
-        let r = self.vm.agent().read_file(path);
-        r.map_err(|e| self.map_err(e))
+        self.call(|a| a.read_file(path))
     }
     fn write_file(&mut self, path: &str, data: &str) -> Result<Result<(), Errno>, GuestError> {
-        let r = self.vm.agent().write_file(path, data);
-        r.map_err(|e| self.map_err(e))
+        self.call(|a| a.write_file(path, data))
     }
     fn load_module(&mut self, path: &str, params: &str) -> Result<Result<(), Errno>, GuestError> {
-        let r = self.vm.agent().load_module(path, params);
-        r.map_err(|e| self.map_err(e))
+        self.call(|a| a.load_module(path, params))
     }
     fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError> {
-        let r = self.vm.agent().unload_module(name);
-        r.map_err(|e| self.map_err(e))
+        self.call(|a| a.unload_module(name))
     }
     fn wait_for(&mut self, cond: Condition, timeout: Duration) -> Result<(bool, Option<String>), GuestError> {
-        let r = self.vm.agent().wait_for(cond, timeout);
-        r.map_err(|e| self.map_err(e))
+        self.call(|a| a.wait_for(cond, timeout))
+    }
+    fn list_tree(&mut self, path: &str) -> Result<Result<Vec<TreeEntry>, Errno>, GuestError> {
+        self.call(|a| a.list_tree(path))
+    }
+    fn read_kmsg(&mut self, since_seq: u64) -> Result<Vec<KmsgRecord>, GuestError> {
+        self.call(|a| a.read_kmsg(since_seq))
+    }
+    fn tasks(&mut self) -> Result<Vec<TaskInfo>, GuestError> {
+        self.call(|a| a.tasks())
+    }
+    fn start_reader(&mut self, tag: &str, path: &str) -> Result<i32, GuestError> {
+        self.call(|a| a.start_reader(tag, path))
+    }
+    fn reader_status(&mut self, tag: &str) -> Result<ReaderState, GuestError> {
+        self.call(|a| a.reader_status(tag))
     }
     fn kernel_problem(&mut self) -> Option<String> {
         self.vm.console_problem().map(|p| p.excerpt)

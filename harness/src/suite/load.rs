@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::{Location, Spanned};
 
-use super::model::{Case, Step, Suite};
+use super::model::{Case, KmsgStep, Requires, Step, Suite};
 
 /// A suite file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,10 @@ fn validate_case(case: &Case) -> Result<(), Invalid> {
     for step in &case.steps {
         validate_step(step)?;
     }
-    Ok(())
+    if let Some(r) = &case.requires {
+        validate_requires(r)?;
+    }
+    validate_order(case)
 }
 
 fn validate_errno(e: &Option<Spanned<String>>) -> Result<(), Invalid> {
@@ -162,8 +165,62 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
                 "`timeout_s` must be between 0 and 3600 seconds".into()
             })
         }
-        Step::ExpectExists(_) | Step::ExpectAbsent(_) => Ok(()),
+        Step::ExpectExists(_) | Step::ExpectAbsent(_) | Step::Tree(_) | Step::Mark(_) | Step::StartReader(_) => Ok(()),
+        Step::Stays(s) => {
+            check(s.for_s > 0.0 && s.for_s <= 600.0, at, || "`for_s` must be between 0 and 600 seconds".into())
+        }
+        Step::Kmsg(k) => check(!k.contains.is_empty() || !k.absent.is_empty() || !k.count.is_empty(), at, || {
+            "a kmsg step needs `contains`, `absent` or `count`".into()
+        }),
+        Step::PatchState(p) => check(p.equals.is_some() != p.none.is_some(), at, || {
+            "a patch_state step needs exactly one of `equals` and `none`".into()
+        }),
+        Step::Reader(r) => {
+            validate_errno(&r.expect_errno)?;
+            let checks =
+                [r.equals.is_some(), r.contains.is_some(), r.expect_errno.is_some()].iter().filter(|b| **b).count();
+            check(checks >= 1, at, || "a reader step needs `equals`, `contains` or `expect_errno`".into())?;
+            check(r.expect_errno.is_none() || checks == 1, at, || "`expect_errno` excludes content checks".into())
+        }
     }
+}
+
+/// Marks must be set before a `kmsg: {since: …}` uses them, and reader tags started before
+/// their result is checked.
+fn validate_order(case: &Case) -> Result<(), Invalid> {
+    let mut marks = std::collections::BTreeSet::new();
+    let mut readers = std::collections::BTreeSet::new();
+    for step in &case.steps {
+        match &step.value {
+            Step::Mark(m) => {
+                marks.insert(m.clone());
+            }
+            Step::StartReader(r) => {
+                check(readers.insert(r.tag.clone()), step.referenced, || {
+                    format!("reader `{}` is started twice", r.tag)
+                })?;
+            }
+            Step::Kmsg(KmsgStep { since: Some(m), .. }) => {
+                check(marks.contains(&m.value), m.referenced, || format!("no `mark: {}` before this step", m.value))?;
+            }
+            Step::Reader(r) => {
+                check(readers.contains(&r.tag), step.referenced, || {
+                    format!("no `start_reader` with tag `{}` before this step", r.tag)
+                })?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn validate_requires(r: &Requires) -> Result<(), Invalid> {
+    for v in [&r.min_kernel, &r.max_kernel].into_iter().flatten() {
+        check(crate::suite::KernelVersion::parse(&v.value).is_some(), v.referenced, || {
+            format!("`{}` is not a kernel version; expected e.g. 6.1 or 6.11.3", v.value)
+        })?;
+    }
+    Ok(())
 }
 
 /// Check that every module the suite loads is one that was built; else a located error.

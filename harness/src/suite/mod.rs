@@ -1,7 +1,10 @@
 //! YAML suites: the typed model ([`model`]) and loading it with located errors ([`load`]).
 
+pub mod gate;
 pub mod load;
 pub mod model;
+pub mod spec;
 
+pub use gate::{skip_reason, KernelVersion};
 pub use load::{check_modules, load_suite, parse_suite, resolve_suite_args, SuiteError};
 pub use model::*;

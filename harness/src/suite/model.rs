@@ -43,7 +43,30 @@ pub struct Case {
     pub spec: Vec<Spanned<String>>,
     #[serde(default)]
     pub description: String,
+    /// What the kernel must offer for the case to make sense; otherwise the case is SKIP with
+    /// the reason, never FAIL and never a silent PASS.
+    #[serde(default)]
+    pub requires: Option<Requires>,
+    /// Where the documented livepatch contract and the kernel disagree, and this case checks
+    /// what the kernel does: the report carries the text so the divergence is never hidden.
+    #[serde(default)]
+    pub divergence: Option<String>,
     pub steps: Vec<Spanned<Step>>,
+}
+
+/// Gating of a case on the kernel under test, decided on the host before booting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// Lowest kernel version (`6.11`, `6.1.100`) that has what the case checks.
+    #[serde(default)]
+    pub min_kernel: Option<Spanned<String>>,
+    /// Highest kernel version the case applies to (behaviour changed after it).
+    #[serde(default)]
+    pub max_kernel: Option<Spanned<String>>,
+    /// Kernel config options that must be `y` or `m`.
+    #[serde(default)]
+    pub config: Vec<String>,
 }
 
 /// One action in the guest, and what it must observe. Every kernel-facing action expects
@@ -65,6 +88,91 @@ pub enum Step {
     ExpectExists(String),
     /// The path must not exist now.
     ExpectAbsent(String),
+    /// A file must keep a value for a while (e.g. `transition` stays 1 while a task is held).
+    Stays(StaysStep),
+    /// The whole tree below a directory, as `<mode> <path>[/][ = value| (ERRNO)]` lines.
+    Tree(TreeStep),
+    /// Kernel log records since the case's guest booted (or since a `mark`).
+    Kmsg(KmsgStep),
+    /// Remember the current end of the kernel log under a name, for `kmsg: {since: …}`.
+    Mark(String),
+    /// `/proc/<pid>/task/<tid>/patch_state` of guest tasks.
+    PatchState(PatchStateStep),
+    /// Start a background user task that reads a file to the end (and may block in the kernel).
+    StartReader(StartReaderStep),
+    /// Check what a background reader read, once it has finished.
+    Reader(ReaderStep),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaysStep {
+    pub path: String,
+    pub equals: String,
+    pub for_s: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeStep {
+    pub path: String,
+    /// The expected listing, one entry per line, sorted by path.
+    pub equals: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsgStep {
+    /// Only records after this `mark`.
+    #[serde(default)]
+    pub since: Option<Spanned<String>>,
+    /// Substrings that must each appear in a record, in this order (other records may come
+    /// between them).
+    #[serde(default)]
+    pub contains: Vec<String>,
+    /// Substrings no record may contain.
+    #[serde(default)]
+    pub absent: Vec<String>,
+    /// `{text: n}`: exactly n records contain text.
+    #[serde(default)]
+    pub count: std::collections::BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchStateStep {
+    /// Only tasks whose comm starts with this (at least one must exist); default: every task.
+    #[serde(default)]
+    pub comm: Option<String>,
+    /// Every selected task reads this value.
+    #[serde(default)]
+    pub equals: Option<i32>,
+    /// No selected task reads this value.
+    #[serde(default)]
+    pub none: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartReaderStep {
+    /// A short name (the task's comm becomes `klp-<tag>`).
+    pub tag: String,
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderStep {
+    pub tag: String,
+    /// Wait this long for the reader to finish (default 0: it must be done already).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+    #[serde(default)]
+    pub equals: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub expect_errno: Option<ErrnoName>,
 }
 
 /// The errno a step expects instead of success, by its symbolic name (`EINVAL`).
@@ -171,6 +279,16 @@ impl Step {
             },
             Step::ExpectExists(p) => format!("expect {p} to exist"),
             Step::ExpectAbsent(p) => format!("expect {p} to be absent"),
+            Step::Stays(s) => format!("{} stays {:?} for {}s", s.path, s.equals, s.for_s),
+            Step::Tree(t) => format!("tree {}", t.path),
+            Step::Kmsg(k) => match &k.since {
+                Some(m) => format!("kernel log since {}", m.value),
+                None => "kernel log".into(),
+            },
+            Step::Mark(m) => format!("mark {m}"),
+            Step::PatchState(p) => format!("patch_state of {}", p.comm.as_deref().unwrap_or("every task")),
+            Step::StartReader(r) => format!("start reader {} of {}", r.tag, r.path),
+            Step::Reader(r) => format!("result of reader {}", r.tag),
         }
     }
 
