@@ -584,6 +584,83 @@ mod tests {
         assert_eq!(r.steps.len(), 1);
     }
 
+    fn rec(seq: u64, text: &str) -> KmsgRecord {
+        KmsgRecord { seq, level: 6, ts_us: seq, text: text.into() }
+    }
+
+    #[test]
+    fn kmsg_order_absence_and_counts() {
+        let mut g = guest();
+        g.kmsg = vec![rec(0, "livepatch: enabling patch 'p'"), rec(1, "noise"), rec(2, "livepatch: 'p': patching complete")];
+        let ok = "      - kmsg: {contains: [\"enabling patch 'p'\", \"patching complete\"], absent: [unpatching], count: {livepatch: 2}}\n";
+        assert!(run_case(&case(ok), &mut g).failure.is_none());
+        let f = run_case(&case("      - kmsg: {contains: [complete, enabling]}\n"), &mut g).failure.unwrap();
+        assert!(f.actual.starts_with("it appears, but out of order"), "{}", f.actual);
+        let f = run_case(&case("      - kmsg: {absent: [noise]}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.actual, "noise");
+        let f = run_case(&case("      - kmsg: {count: {livepatch: 1}}\n"), &mut g).failure.unwrap();
+        assert!(f.actual.starts_with("2:"), "{}", f.actual);
+    }
+
+    #[test]
+    fn kmsg_since_a_mark_sees_only_later_records() {
+        let mut g = guest();
+        g.kmsg = vec![rec(0, "before")];
+        // The mark is taken at the end of the log as it is when the step runs.
+        let c = case("      - mark: m\n      - kmsg: {since: m, absent: [before]}\n");
+        assert!(run_case(&c, &mut g).failure.is_none());
+        let c = case("      - kmsg: {absent: [before]}\n");
+        assert!(run_case(&c, &mut g).failure.is_some());
+    }
+
+    #[test]
+    fn tree_is_rendered_like_stat_and_diffed() {
+        let entries = vec![
+            TreeEntry { path: "enabled".into(), kind: EntryKind::File, mode: 0o644, value: Some("1\n".into()), read_errno: None, target: None },
+            TreeEntry { path: "force".into(), kind: EntryKind::File, mode: 0o200, value: None, read_errno: Some(13), target: None },
+            TreeEntry { path: "vmlinux".into(), kind: EntryKind::Dir, mode: 0o755, value: None, read_errno: None, target: None },
+        ];
+        assert_eq!(render_tree(&entries), "-rw-r--r-- enabled = 1\n--w------- force (EACCES)\ndrwxr-xr-x vmlinux/\n");
+        let mut g = guest();
+        g.files.insert("/lp/enabled".into(), "1\n".into());
+        let ok = "      - tree:\n          path: /lp\n          equals: |\n            -rw-r--r-- enabled = 1\n";
+        assert!(run_case(&case(ok), &mut g).failure.is_none());
+        let bad = "      - tree:\n          path: /lp\n          equals: |\n            -rw-r--r-- enabled = 0\n";
+        let f = run_case(&case(bad), &mut g).failure.unwrap();
+        assert!(f.actual.contains("-rw-r--r-- enabled = 0") && f.actual.contains("+-rw-r--r-- enabled = 1"), "{}", f.actual);
+    }
+
+    #[test]
+    fn patch_state_selects_by_comm() {
+        let t = |comm: &str, ps: i32| TaskInfo { pid: 1, tid: 1, comm: comm.into(), state: "S".into(), patch_state: Some(ps), kthread: false };
+        let mut g = guest();
+        g.tasks = vec![t("init", 1), t("klp_ref_busy", 0), t("kworker/0:1", 1)];
+        assert!(run_case(&case("      - patch_state: {none: -1}\n"), &mut g).failure.is_none());
+        assert!(run_case(&case("      - patch_state: {comm: klp_ref_busy, equals: 0}\n"), &mut g).failure.is_none());
+        let f = run_case(&case("      - patch_state: {equals: 1}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.actual, "klp_ref_busy:1 patch_state=0");
+        let f = run_case(&case("      - patch_state: {comm: nobody, equals: 1}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.actual, "no such task");
+    }
+
+    #[test]
+    fn stays_fails_when_the_value_changes() {
+        let mut g = guest();
+        assert!(run_case(&case("      - stays: {path: /e, equals: '1', for_s: 0.1}\n"), &mut g).failure.is_none());
+        let f = run_case(&case("      - stays: {path: /e, equals: '0', for_s: 0.1}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.actual, "it became \"1\"");
+    }
+
+    #[test]
+    fn readers_report_what_they_read() {
+        let mut g = guest();
+        let c = case("      - start_reader: {tag: r, path: /e}\n      - reader: {tag: r, equals: '1'}\n");
+        assert!(run_case(&c, &mut g).failure.is_none());
+        let c = case("      - start_reader: {tag: r, path: /blocks}\n      - reader: {tag: r, contains: x}\n");
+        let f = run_case(&c, &mut g).failure.unwrap();
+        assert_eq!(f.actual, "it is still reading");
+    }
+
     #[test]
     fn dead_guest_is_a_harness_error() {
         let mut g = guest();
