@@ -79,6 +79,14 @@ impl<W: Write> KtapWriter<W> {
         self.out.flush()
     }
 
+    /// A top-level `# ` line (e.g. the SPEC coverage after the last suite).
+    pub fn diagnostic(&mut self, text: &str) -> std::io::Result<()> {
+        for line in text.lines() {
+            writeln!(self.out, "# {line}")?;
+        }
+        self.out.flush()
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }

@@ -126,12 +126,14 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
                 .filter(|c| matches!(c.status, Status::Pass | Status::Fail))
                 .flat_map(|c| c.spec.iter().map(String::as_str));
             let cov = suite::spec::Coverage::compute(&spec, checked);
-            progress.note(format!(
+            let line = format!(
                 "SPEC coverage: {}/{} assertions checked by cases that ran; not covered: {}",
                 cov.covered.len(),
                 cov.total,
                 if cov.missing.is_empty() { "none".to_string() } else { cov.missing.join(" ") }
-            ));
+            );
+            ktap.diagnostic(&line).map_err(stdout_err)?;
+            progress.note(line);
             report.coverage = Some(cov);
         }
         Err(e) => progress.note(format!("no SPEC coverage: {e}")),
