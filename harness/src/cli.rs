@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use crate::kernel::{self, KernelSpec};
 use crate::progress::Progress;
 use crate::runner::{self, RunConfig};
+use crate::snapshot::{SnapshotMode, SnapshotSettings};
 use crate::vm::Accel;
 
 /// Exit code: the harness could not do its job.
@@ -24,6 +25,23 @@ pub enum Command {
     /// Benchmarks (medians and ratios within one run).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Stored regression snapshots.
+    #[command(subcommand)]
+    Snapshots(SnapshotsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsCommand {
+    /// What appeared, disappeared and changed between two kernels' snapshots, case by case.
+    /// Exit 0 when identical, 1 when they differ, 2 on error.
+    Diff {
+        /// Exactly two kernels: `debian`, `debian:<abi>` or a build tree (only its release is
+        /// needed; nothing is downloaded).
+        #[arg(long = "kernel", value_name = "SPEC", num_args = 1, required = true)]
+        kernels: Vec<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +73,16 @@ pub struct ConformanceArgs {
     /// `auto` uses KVM only if /dev/kvm works and a guest boots in time, else TCG.
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: Accel,
+    /// Regression snapshots: `check` fails a case whose snapshot differs from the stored one,
+    /// `review` also leaves .snap.new files for `cargo insta review`, `accept` stores this run's.
+    #[arg(long, value_enum, default_value = "check")]
+    pub snapshots: SnapshotMode,
+    /// A kernel with no stored snapshot fails instead of reporting it as new.
+    #[arg(long)]
+    pub require_snapshots: bool,
+    /// Where snapshots are stored [default: <workspace>/suites/snapshots].
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -133,6 +161,7 @@ pub fn execute(cmd: Command) -> i32 {
             print!("{}", crate::bench::render(&format!("boot to agent, {} under {accel}", k.release), &series));
             Ok(())
         }),
+        Command::Snapshots(SnapshotsCommand::Diff { kernels, common }) => snapshots_diff(&kernels, &common),
         Command::Kernel(a) => with_kernel(&a, &progress, |k| {
             println!("{}", serde_json::to_string_pretty(k).expect("kernel serialises"));
             Ok(())
@@ -170,6 +199,14 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             accel: a.accel,
             cache: a.common.cache(),
             workspace: a.common.workspace.clone(),
+            snapshots: SnapshotSettings {
+                dir: a.snapshot_dir.clone().unwrap_or_else(|| a.common.workspace.join("suites/snapshots")),
+                mode: a.snapshots,
+                require: a.require_snapshots,
+                // As insta does: pending files for review, but not in CI, which only checks.
+                write_pending: a.snapshots == SnapshotMode::Review
+                    || (a.snapshots == SnapshotMode::Check && std::env::var_os("CI").is_none()),
+            },
         })
     })();
     let cfg = match prepared {
@@ -181,6 +218,32 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     };
     match runner::run(&cfg, std::io::stdout().lock(), progress) {
         Ok(report) => report.exit_code(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS
+        }
+    }
+}
+
+fn snapshots_diff(kernels: &[String], common: &CommonArgs) -> i32 {
+    let releases = (|| -> Result<Vec<String>, String> {
+        if kernels.len() != 2 {
+            return Err(format!("snapshots diff takes exactly two --kernel, got {}", kernels.len()));
+        }
+        kernels.iter().map(|k| KernelSpec::parse(k).and_then(|s| s.release()).map_err(|e| e.to_string())).collect()
+    })();
+    let releases = match releases {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    match crate::snapshot::diff::diff_releases(&common.workspace.join("suites/snapshots"), &releases[0], &releases[1]) {
+        Ok((text, differ)) => {
+            print!("{text}");
+            i32::from(differ)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_HARNESS

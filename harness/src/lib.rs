@@ -13,6 +13,7 @@ pub mod kmod;
 pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod snapshot;
 pub mod suite;
 pub mod tools;
 pub mod vm;

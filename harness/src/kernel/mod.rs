@@ -51,6 +51,24 @@ impl KernelSpec {
     }
 }
 
+impl KernelSpec {
+    /// The release (`uname -r`) this spec names, without downloading anything: the ABI for
+    /// `debian:<abi>`, what linux-image-amd64 points to for `debian`, the tree's
+    /// `include/config/kernel.release` for a build tree.
+    pub fn release(&self) -> Result<String, KernelError> {
+        match self {
+            Self::DebianAbi(abi) => Ok(abi.clone()),
+            Self::DebianDefault => DebianFetcher::new(PathBuf::new()).default_abi(),
+            Self::LocalTree(tree) => {
+                let p = tree.join("include/config/kernel.release");
+                std::fs::read_to_string(&p)
+                    .map(|s| s.trim().to_string())
+                    .map_err(|e| KernelError::io(format!("reading {}", p.display()), e))
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for KernelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

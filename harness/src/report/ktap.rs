@@ -113,6 +113,16 @@ fn diagnostics(c: &CaseOutcome) -> Vec<String> {
             v.push(format!("{}: {label} {}", c.case, line.trim_end()));
         }
     }
+    for snap in &c.snapshots {
+        use crate::snapshot::SnapshotStatus::*;
+        match snap.status {
+            Matched => {}
+            New => v.push(format!("{}: snapshot {}: new, nothing stored yet ({})", c.case, snap.name, snap.file)),
+            Accepted => v.push(format!("{}: snapshot {}: stored ({})", c.case, snap.name, snap.file)),
+            // The diff is already the failure's `actual`.
+            Changed => {}
+        }
+    }
     if let Some(d) = &c.divergence {
         v.push(format!("{}: DIVERGENCE from the documented contract: {}", c.case, one_line(d)));
     }

@@ -9,6 +9,7 @@ use klp_protocol::{errno_by_name, Condition, EntryKind, Errno, KmsgRecord, Reade
 
 use super::outcome::{Failure, StepTiming};
 use crate::image::GUEST_MODULE_DIR;
+use crate::snapshot::{SnapshotResult, SnapshotSettings, SnapshotStatus};
 use crate::suite::{Case, KmsgStep, PatchStateStep, ReadStep, ReaderStep, Step, WaitStep};
 
 /// The guest as the executor needs it. The real one is a VM with the agent; unit tests use a
@@ -47,6 +48,7 @@ pub struct CaseRun {
     /// The guest broke down and the kernel is not to blame (agent protocol, host I/O).
     pub harness_error: Option<String>,
     pub steps: Vec<StepTiming>,
+    pub snapshots: Vec<SnapshotResult>,
 }
 
 /// What earlier steps left for later ones: kernel-log marks.
@@ -55,13 +57,31 @@ struct CaseState {
     marks: BTreeMap<String, u64>,
 }
 
+/// Where a case's snapshots go and what identifies them.
+pub struct SnapshotContext<'a> {
+    pub settings: &'a SnapshotSettings,
+    /// The suite file, relative to the checkout.
+    pub source: String,
+    pub suite: String,
+    pub release: String,
+}
+
+/// Run a case without stored snapshots (a `snapshot` step only captures).
 pub fn run_case(case: &Case, guest: &mut dyn Guest) -> CaseRun {
+    run_case_with(case, guest, None)
+}
+
+pub fn run_case_with(case: &Case, guest: &mut dyn Guest, snapshots: Option<&SnapshotContext>) -> CaseRun {
     let mut out = CaseRun::default();
     let mut state = CaseState::default();
+    let modules = case.modules();
     for (i, step) in case.steps.iter().enumerate() {
         let label = format!("{}: {}", i + 1, step.value.describe());
         let started = Instant::now();
-        let result = run_step(&step.value, guest, &mut state);
+        let result = match &step.value {
+            Step::Snapshot(name) => snapshot_step(name, case, &modules, guest, snapshots, &mut out.snapshots),
+            other => run_step(other, guest, &mut state),
+        };
         out.steps.push(StepTiming { step: label.clone(), duration_s: started.elapsed().as_secs_f64() });
         let fail = |expected: String, actual: String| Failure {
             step: label.clone(),
@@ -172,7 +192,45 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
             Ok(())
         }
         Step::Reader(r) => check_reader(r, guest)?,
+        Step::Snapshot(_) => unreachable!("snapshots are taken by run_case_with, which knows the case"),
     })
+}
+
+/// Capture the state and hold it against the stored snapshot: a difference fails the step,
+/// a missing snapshot only if snapshots are required.
+fn snapshot_step(
+    name: &str,
+    case: &Case,
+    modules: &[String],
+    guest: &mut dyn Guest,
+    ctx: Option<&SnapshotContext>,
+    results: &mut Vec<SnapshotResult>,
+) -> StepResult {
+    let contents = crate::snapshot::capture(guest, modules)?;
+    let Some(ctx) = ctx else { return Ok(Ok(())) };
+    let key = crate::snapshot::store::SnapshotKey {
+        source: &ctx.source,
+        suite: &ctx.suite,
+        case: case.name(),
+        name,
+        release: &ctx.release,
+    };
+    let r = ctx
+        .settings
+        .compare(&key, &contents)
+        .map_err(|e| GuestError { message: format!("storing snapshot {name}: {e}"), kernel_died: None })?;
+    let verdict = match r.status {
+        SnapshotStatus::Changed => {
+            Err((format!("snapshot {name} as stored in {}", r.file), r.diff.clone().unwrap_or_default()))
+        }
+        SnapshotStatus::New if ctx.settings.require => Err((
+            format!("a stored snapshot {name} for kernel {}", ctx.release),
+            format!("none in {}; take it with --snapshots accept", r.file),
+        )),
+        _ => Ok(()),
+    };
+    results.push(r);
+    Ok(verdict)
 }
 
 /// `stat -c %A`-style mode string.
@@ -591,7 +649,8 @@ mod tests {
     #[test]
     fn kmsg_order_absence_and_counts() {
         let mut g = guest();
-        g.kmsg = vec![rec(0, "livepatch: enabling patch 'p'"), rec(1, "noise"), rec(2, "livepatch: 'p': patching complete")];
+        g.kmsg =
+            vec![rec(0, "livepatch: enabling patch 'p'"), rec(1, "noise"), rec(2, "livepatch: 'p': patching complete")];
         let ok = "      - kmsg: {contains: [\"enabling patch 'p'\", \"patching complete\"], absent: [unpatching], count: {livepatch: 2}}\n";
         assert!(run_case(&case(ok), &mut g).failure.is_none());
         let f = run_case(&case("      - kmsg: {contains: [complete, enabling]}\n"), &mut g).failure.unwrap();
@@ -616,9 +675,30 @@ mod tests {
     #[test]
     fn tree_is_rendered_like_stat_and_diffed() {
         let entries = vec![
-            TreeEntry { path: "enabled".into(), kind: EntryKind::File, mode: 0o644, value: Some("1\n".into()), read_errno: None, target: None },
-            TreeEntry { path: "force".into(), kind: EntryKind::File, mode: 0o200, value: None, read_errno: Some(13), target: None },
-            TreeEntry { path: "vmlinux".into(), kind: EntryKind::Dir, mode: 0o755, value: None, read_errno: None, target: None },
+            TreeEntry {
+                path: "enabled".into(),
+                kind: EntryKind::File,
+                mode: 0o644,
+                value: Some("1\n".into()),
+                read_errno: None,
+                target: None,
+            },
+            TreeEntry {
+                path: "force".into(),
+                kind: EntryKind::File,
+                mode: 0o200,
+                value: None,
+                read_errno: Some(13),
+                target: None,
+            },
+            TreeEntry {
+                path: "vmlinux".into(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                value: None,
+                read_errno: None,
+                target: None,
+            },
         ];
         assert_eq!(render_tree(&entries), "-rw-r--r-- enabled = 1\n--w------- force (EACCES)\ndrwxr-xr-x vmlinux/\n");
         let mut g = guest();
@@ -627,12 +707,23 @@ mod tests {
         assert!(run_case(&case(ok), &mut g).failure.is_none());
         let bad = "      - tree:\n          path: /lp\n          equals: |\n            -rw-r--r-- enabled = 0\n";
         let f = run_case(&case(bad), &mut g).failure.unwrap();
-        assert!(f.actual.contains("-rw-r--r-- enabled = 0") && f.actual.contains("+-rw-r--r-- enabled = 1"), "{}", f.actual);
+        assert!(
+            f.actual.contains("-rw-r--r-- enabled = 0") && f.actual.contains("+-rw-r--r-- enabled = 1"),
+            "{}",
+            f.actual
+        );
     }
 
     #[test]
     fn patch_state_selects_by_comm() {
-        let t = |comm: &str, ps: i32| TaskInfo { pid: 1, tid: 1, comm: comm.into(), state: "S".into(), patch_state: Some(ps), kthread: false };
+        let t = |comm: &str, ps: i32| TaskInfo {
+            pid: 1,
+            tid: 1,
+            comm: comm.into(),
+            state: "S".into(),
+            patch_state: Some(ps),
+            kthread: false,
+        };
         let mut g = guest();
         g.tasks = vec![t("init", 1), t("klp_ref_busy", 0), t("kworker/0:1", 1)];
         assert!(run_case(&case("      - patch_state: {none: -1}\n"), &mut g).failure.is_none());

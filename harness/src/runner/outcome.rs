@@ -55,6 +55,9 @@ pub struct CaseOutcome {
     pub logs: BTreeMap<String, String>,
     #[serde(default)]
     pub steps: Vec<StepTiming>,
+    /// The snapshots the case took and how they compared with the stored ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<crate::snapshot::SnapshotResult>,
 }
 
 impl CaseOutcome {
@@ -72,6 +75,7 @@ impl CaseOutcome {
             divergence: None,
             logs: BTreeMap::new(),
             steps: Vec::new(),
+            snapshots: Vec::new(),
         }
     }
 

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use klp_protocol::{Condition, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
 
-use super::exec::{run_case, Guest, GuestError};
+use super::exec::{run_case_with, Guest, GuestError, SnapshotContext};
 use super::outcome::*;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::kernel::{self, Kernel, KernelSpec};
 use crate::progress::Progress;
 use crate::report::ktap::KtapWriter;
+use crate::snapshot::{SnapshotSettings, SnapshotStatus};
 use crate::suite::{self, Suite};
 use crate::vm::{self, Accel, Vm, VmConfig};
 use crate::{image, kmod};
@@ -27,6 +28,8 @@ pub struct RunConfig {
     pub cache: PathBuf,
     /// The klp-conform checkout: `reference-kmod/` and the agent crate are built from it.
     pub workspace: PathBuf,
+    /// Regression snapshots: where they are stored and what to do on a difference.
+    pub snapshots: SnapshotSettings,
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -100,7 +103,15 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
                             progress.note(format!("{} › {}: skipped: {why}", ls.suite.name(), case.name()));
                             base.skipped(why)
                         }
-                        None => run_one(p, &ls.suite, case, base, &cfg.out, progress),
+                        None => {
+                            let snap = SnapshotContext {
+                                settings: &cfg.snapshots,
+                                source: relative_to(&ls.path, &cfg.workspace),
+                                suite: ls.suite.name().to_string(),
+                                release: p.kernel.release.clone(),
+                            };
+                            run_one(p, &ls.suite, case, base, &cfg.out, &snap, progress)
+                        }
                     },
                     Err(e) => base.errored(e.clone()),
                 };
@@ -140,6 +151,7 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
     }
     crate::report::json::write_report(&report, &cfg.out)
         .map_err(|source| RunError::Output { path: cfg.out.join("report.json"), source })?;
+    note_snapshots(&report, &cfg.snapshots, progress);
     let s = &report.summary;
     progress.note(format!(
         "done: {} passed, {} failed, {} skipped, {} errors; results in {}",
@@ -221,6 +233,7 @@ fn run_one(
     case: &suite::Case,
     mut out: CaseOutcome,
     out_dir: &Path,
+    snapshots: &SnapshotContext,
     progress: &Progress,
 ) -> CaseOutcome {
     let started = Instant::now();
@@ -241,7 +254,7 @@ fn run_one(
             return out.errored(format!("the VM did not boot: {}", chain(&e)));
         }
     };
-    let result = run_case(case, &mut VmGuest { vm: &mut vm });
+    let result = run_case_with(case, &mut VmGuest { vm: &mut vm }, Some(snapshots));
 
     // The kernel log is part of the evidence whatever the verdict.
     if let Ok(records) = vm.agent().read_kmsg(0) {
@@ -258,6 +271,7 @@ fn run_one(
     }
 
     out.steps = result.steps;
+    out.snapshots = result.snapshots;
     out.duration_s = started.elapsed().as_secs_f64();
     if let Some(err) = result.harness_error {
         return out.errored(err);
@@ -337,4 +351,35 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// [`chain`] for concrete error types.
 pub fn chain_error<E: std::error::Error>(e: &E) -> String {
     chain(e)
+}
+
+/// `path` relative to `base` when it is below it (suite files in snapshot headers).
+fn relative_to(path: &Path, base: &Path) -> String {
+    let abs = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let (p, b) = (abs(path), abs(base));
+    p.strip_prefix(&b).unwrap_or(&p).display().to_string()
+}
+
+/// One line on what the run's snapshots did, and what to do about new or changed ones.
+fn note_snapshots(report: &Report, settings: &SnapshotSettings, progress: &Progress) {
+    let all: Vec<_> = report.runs.iter().flat_map(|r| &r.cases).flat_map(|c| &c.snapshots).collect();
+    if all.is_empty() {
+        return;
+    }
+    let count = |st: SnapshotStatus| all.iter().filter(|r| r.status == st).count();
+    let (matched, new, changed, accepted) = (
+        count(SnapshotStatus::Matched),
+        count(SnapshotStatus::New),
+        count(SnapshotStatus::Changed),
+        count(SnapshotStatus::Accepted),
+    );
+    let mut line = format!("snapshots: {matched} matched, {new} new, {changed} changed, {accepted} accepted");
+    if new + changed > 0 {
+        line.push_str(if settings.write_pending {
+            "; review the .snap.new files with `cargo insta review`, or store them all with --snapshots accept"
+        } else {
+            "; store them with --snapshots accept"
+        });
+    }
+    progress.note(line);
 }

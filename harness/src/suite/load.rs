@@ -166,6 +166,9 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
             })
         }
         Step::ExpectExists(_) | Step::ExpectAbsent(_) | Step::Tree(_) | Step::Mark(_) | Step::StartReader(_) => Ok(()),
+        Step::Snapshot(name) => check(is_ident(name), at, || {
+            format!("snapshot name `{name}` must be lowercase letters, digits, `-` or `_`")
+        }),
         Step::Stays(s) => {
             check(s.for_s > 0.0 && s.for_s <= 600.0, at, || "`for_s` must be between 0 and 600 seconds".into())
         }
@@ -190,8 +193,14 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
 fn validate_order(case: &Case) -> Result<(), Invalid> {
     let mut marks = std::collections::BTreeSet::new();
     let mut readers = std::collections::BTreeSet::new();
+    let mut snapshots = std::collections::BTreeSet::new();
     for step in &case.steps {
         match &step.value {
+            Step::Snapshot(n) => {
+                check(snapshots.insert(n.clone()), step.referenced, || {
+                    format!("snapshot `{n}` is taken twice in this case")
+                })?;
+            }
             Step::Mark(m) => {
                 marks.insert(m.clone());
             }

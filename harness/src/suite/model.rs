@@ -102,6 +102,9 @@ pub enum Step {
     StartReader(StartReaderStep),
     /// Check what a background reader read, once it has finished.
     Reader(ReaderStep),
+    /// Capture the livepatch state under a name and compare it with the stored snapshot for
+    /// this kernel release (see `harness/src/snapshot`).
+    Snapshot(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,6 +292,7 @@ impl Step {
             Step::PatchState(p) => format!("patch_state of {}", p.comm.as_deref().unwrap_or("every task")),
             Step::StartReader(r) => format!("start reader {} of {}", r.tag, r.path),
             Step::Reader(r) => format!("result of reader {}", r.tag),
+            Step::Snapshot(n) => format!("snapshot {n}"),
         }
     }
 
@@ -322,6 +326,17 @@ impl Suite {
 impl Case {
     pub fn name(&self) -> &str {
         &self.name.value
+    }
+
+    /// The modules the case loads, in first-load order: what its snapshots report on.
+    pub fn modules(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for m in self.steps.iter().filter_map(|s| s.value.module()) {
+            if !v.iter().any(|x| x == m) {
+                v.push(m.to_string());
+            }
+        }
+        v
     }
 
     pub fn spec_ids(&self) -> Vec<String> {
