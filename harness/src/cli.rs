@@ -217,7 +217,12 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         }
     };
     match runner::run(&cfg, std::io::stdout().lock(), progress) {
-        Ok(report) => report.exit_code(),
+        Ok(report) => {
+            if cfg.snapshots.mode == SnapshotMode::Review {
+                offer_review(&report, &cfg.workspace, progress);
+            }
+            report.exit_code()
+        }
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_HARNESS
@@ -248,5 +253,33 @@ fn snapshots_diff(kernels: &[String], common: &CommonArgs) -> i32 {
             eprintln!("error: {e}");
             EXIT_HARNESS
         }
+    }
+}
+
+/// `--snapshots review`: hand the pending snapshots to `cargo insta review` when a person is
+/// at the terminal and the tool is installed; otherwise say how.
+fn offer_review(report: &runner::Report, workspace: &std::path::Path, progress: &Progress) {
+    use crate::snapshot::SnapshotStatus;
+    use std::io::IsTerminal;
+    let pending = report
+        .runs
+        .iter()
+        .flat_map(|r| &r.cases)
+        .flat_map(|c| &c.snapshots)
+        .filter(|s| matches!(s.status, SnapshotStatus::New | SnapshotStatus::Changed))
+        .count();
+    if pending == 0 {
+        return;
+    }
+    let have_insta = crate::tools::find_tool("cargo-insta").is_some();
+    if have_insta && std::io::stdin().is_terminal() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let _ = std::process::Command::new(cargo).current_dir(workspace).args(["insta", "review"]).status();
+    } else {
+        progress.note(format!(
+            "{pending} snapshot(s) pending: review them with `cargo insta review` in {}{}",
+            workspace.display(),
+            if have_insta { "" } else { " (cargo install cargo-insta)" }
+        ));
     }
 }
