@@ -144,7 +144,7 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
             expect_outcome(guest.write_file(&w.path, &data)?, errno(&w.expect_errno).as_deref())
         }
         Step::Read(r) => check_read(r, guest.read_file(&r.path)?),
-        Step::Wait(w) => run_wait(w, guest)?,
+        Step::Wait(w) => run_wait(w, guest, state)?,
         Step::ExpectExists(p) => {
             let (met, _) = guest.wait_for(Condition::Exists { path: p.clone() }, Duration::ZERO)?;
             if met {
@@ -192,6 +192,7 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
             Ok(())
         }
         Step::Reader(r) => check_reader(r, guest)?,
+        Step::Taint(t) => check_taint(t, guest.read_file("/proc/sys/kernel/tainted")?),
         Step::Snapshot(_) => unreachable!("snapshots are taken by run_case_with, which knows the case"),
     })
 }
@@ -294,6 +295,14 @@ fn compare_text(expected: &str, actual: &str) -> Result<(), (String, String)> {
     Err(("the listing in the suite (diff: - expected, + actual)".into(), shown))
 }
 
+/// A kernel-log pattern: a substring, or `re:<regex>` (validated when the suite was loaded).
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    match pattern.strip_prefix("re:") {
+        Some(re) => regex::Regex::new(re).is_ok_and(|r| r.is_match(text)),
+        None => text.contains(pattern),
+    }
+}
+
 fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, String)> {
     let excerpt = |pred: &dyn Fn(&str) -> bool| -> String {
         let lines: Vec<&str> = records.iter().map(|r| r.text.as_str()).filter(|t| pred(t)).collect();
@@ -305,38 +314,53 @@ fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, Strin
         }
     };
     let livepatchy = |t: &str| t.contains("livepatch") || t.contains("klp");
+    let matching = |p: &str| records.iter().filter(|r| pattern_matches(p, &r.text)).count();
     let mut from = 0;
     for want in &k.contains {
-        match records[from..].iter().position(|r| r.text.contains(want.as_str())) {
+        match records[from..].iter().position(|r| pattern_matches(want, &r.text)) {
             Some(i) => from += i + 1,
             None => {
-                let seen_earlier = records[..from].iter().any(|r| r.text.contains(want.as_str()));
+                let seen_earlier = records[..from].iter().any(|r| pattern_matches(want, &r.text));
                 let after = if from > 0 { " after the previous one" } else { "" };
-                let why = if seen_earlier {
-                    "it appears, but out of order; the log:"
-                } else {
-                    "not in the log; livepatch lines:"
-                };
-                return Err((
-                    format!("a record containing {want:?}{after}"),
-                    format!("{why}\n{}", excerpt(&livepatchy)),
-                ));
+                let why = if seen_earlier { "it appears, but out of order; the log:" } else { "not in the log; livepatch lines:" };
+                return Err((format!("a record matching {want:?}{after}"), format!("{why}\n{}", excerpt(&livepatchy))));
             }
         }
     }
     for unwanted in &k.absent {
-        if let Some(r) = records.iter().find(|r| r.text.contains(unwanted.as_str())) {
-            return Err((format!("no record containing {unwanted:?}"), r.text.clone()));
+        if let Some(r) = records.iter().find(|r| pattern_matches(unwanted, &r.text)) {
+            return Err((format!("no record matching {unwanted:?}"), r.text.clone()));
         }
     }
-    for (text, n) in &k.count {
-        let got = records.iter().filter(|r| r.text.contains(text.as_str())).count();
+    for (p, n) in &k.count {
+        let got = matching(p);
         if got != *n {
-            let shown = excerpt(&|t| t.contains(text.as_str()));
-            return Err((format!("{n} records containing {text:?}"), format!("{got}:\n{shown}")));
+            let shown = excerpt(&|t| pattern_matches(p, t));
+            return Err((format!("{n} records matching {p:?}"), format!("{got}:\n{shown}")));
+        }
+    }
+    for (p, n) in &k.min_count {
+        let got = matching(p);
+        if got < *n {
+            let shown = excerpt(&|t| pattern_matches(p, t));
+            return Err((format!("at least {n} records matching {p:?}"), format!("{got}:\n{shown}")));
         }
     }
     Ok(())
+}
+
+/// `/proc/sys/kernel/tainted` has every flag of `set` and none of `clear`.
+fn check_taint(t: &crate::suite::TaintStep, value: Result<String, Errno>) -> Result<(), (String, String)> {
+    use crate::snapshot::capture::{describe_taint, taint_bit};
+    let text = value.map_err(|e| ("a readable /proc/sys/kernel/tainted".to_string(), describe_errno(&e)))?;
+    let bits: u64 = text.trim().parse().map_err(|_| ("a number in /proc/sys/kernel/tainted".to_string(), text.clone()))?;
+    let has = |l: &String| taint_bit(l).is_some_and(|b| bits & (1 << b) != 0);
+    let missing: Vec<&String> = t.set.iter().filter(|l| !has(l)).collect();
+    let extra: Vec<&String> = t.clear.iter().filter(|l| has(l)).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    Err((format!("taint flags {:?} set and {:?} clear", t.set, t.clear), format!("tainted = {}", describe_taint(text.trim()))))
 }
 
 fn check_patch_state(p: &PatchStateStep, tasks: &[TaskInfo]) -> Result<(), (String, String)> {
@@ -424,8 +448,34 @@ fn check_read(r: &ReadStep, got: Result<String, Errno>) -> Result<(), (String, S
     Ok(())
 }
 
-fn run_wait(w: &WaitStep, guest: &mut dyn Guest) -> StepResult {
+/// Poll the kernel log from the host until a record matches; the agent keeps the log, so a
+/// record printed between two polls is not missed.
+fn wait_kmsg(pattern: &str, since: Option<u64>, timeout: Duration, guest: &mut dyn Guest) -> StepResult {
+    let started = Instant::now();
+    let mut next = since.unwrap_or(0);
+    loop {
+        let records = guest.read_kmsg(next)?;
+        if records.iter().any(|r| pattern_matches(pattern, &r.text)) {
+            return Ok(Ok(()));
+        }
+        if let Some(last) = records.last() {
+            next = last.seq + 1;
+        }
+        if started.elapsed() >= timeout {
+            return Ok(Err((
+                format!("a kernel log record matching {pattern:?} within {timeout:?}"),
+                "none appeared".into(),
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run_wait(w: &WaitStep, guest: &mut dyn Guest, state: &CaseState) -> StepResult {
     let timeout = Duration::from_secs_f64(w.timeout_s.unwrap_or(WaitStep::DEFAULT_TIMEOUT_S));
+    if let Some(pattern) = &w.kmsg {
+        return wait_kmsg(pattern, w.since.as_ref().map(|m| state.marks.get(&m.value).copied().unwrap_or(0)), timeout, guest);
+    }
     let (cond, expected) = match (&w.path, &w.absent, &w.exists) {
         (Some(p), _, _) => {
             let v = w.equals.clone().unwrap_or_default();
@@ -659,6 +709,42 @@ mod tests {
         assert_eq!(f.actual, "noise");
         let f = run_case(&case("      - kmsg: {count: {livepatch: 1}}\n"), &mut g).failure.unwrap();
         assert!(f.actual.starts_with("2:"), "{}", f.actual);
+    }
+
+    #[test]
+    fn kmsg_patterns_minimum_counts_and_waits() {
+        let mut g = guest();
+        g.kmsg = vec![
+            rec(0, "livepatch: klp_try_switch_task: klp_ref_busy:93 is sleeping on function klp_ref_busy_func"),
+            rec(1, "livepatch: klp_try_switch_task: klp_ref_busy:93 is sleeping on function klp_ref_busy_func"),
+        ];
+        let ok = "      - kmsg: {contains: ['re:klp_ref_busy:\\d+ is sleeping on function klp_ref_busy_func'], min_count: {sleeping: 2}}\n";
+        assert!(run_case(&case(ok), &mut g).failure.is_none(), "{ok}");
+        let f = run_case(&case("      - kmsg: {min_count: {sleeping: 3}}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.expected, "at least 3 records matching \"sleeping\"");
+        assert!(run_case(&case("      - wait: {kmsg: 're:busy:9\\d', timeout_s: 1}\n"), &mut g).failure.is_none());
+        let f = run_case(&case("      - wait: {kmsg: never, timeout_s: 0.2}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.actual, "none appeared");
+    }
+
+    #[test]
+    fn taint_flags_by_letter() {
+        let mut g = guest();
+        g.files.insert("/proc/sys/kernel/tainted".into(), "45056\n".into());
+        assert!(run_case(&case("      - taint: {set: [K, O, E], clear: [W]}\n"), &mut g).failure.is_none());
+        let f = run_case(&case("      - taint: {clear: [K]}\n"), &mut g).failure.unwrap();
+        assert_eq!(f.actual, "tainted = 45056 (O E K)");
+    }
+
+    #[test]
+    fn bad_patterns_and_letters_are_load_errors() {
+        let bad = |steps: &str| {
+            let text = format!("version: 1\nsuite: t\ncases:\n  - name: c\n    spec: [L1]\n    steps:\n{steps}");
+            parse_suite(Path::new("t.yaml"), &text).unwrap_err().to_string()
+        };
+        assert!(bad("      - kmsg: {contains: ['re:(']}\n").contains("bad regex"));
+        assert!(bad("      - taint: {set: [Q]}\n").contains("not a taint flag letter"));
+        assert!(bad("      - wait: {path: /x, equals: '1', since: m}\n").contains("`since` goes with `kmsg`"));
     }
 
     #[test]

@@ -13,7 +13,18 @@ use klp_protocol::KmsgRecord;
 const LIVEPATCH_ROOT: &str = "/sys/kernel/livepatch";
 
 /// The letters of /proc/sys/kernel/tainted bits 0..=18 (Documentation/admin-guide/tainted-kernels.rst).
-const TAINT_LETTERS: &[u8] = b"PFSRMBUDAWCIOELKXTN";
+pub const TAINT_FLAGS: &str = "PFSRMBUDAWCIOELKXTN";
+const TAINT_LETTERS: &[u8] = TAINT_FLAGS.as_bytes();
+
+/// The bit of a taint flag letter (`K` → 15).
+pub fn taint_bit(letter: &str) -> Option<u32> {
+    let mut chars = letter.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        return None;
+    }
+    TAINT_FLAGS.find(c).map(|i| i as u32)
+}
 
 pub fn capture(guest: &mut dyn Guest, modules: &[String]) -> Result<String, GuestError> {
     let mut out = String::new();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::{Location, Spanned};
 
-use super::model::{Case, KmsgStep, Requires, Step, Suite};
+use super::model::{Case, KmsgStep, Requires, Step, Suite, WaitStep};
 
 /// A suite file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -155,10 +155,15 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
             }
         }
         Step::Wait(w) => {
-            let forms = [w.path.is_some(), w.absent.is_some(), w.exists.is_some()].iter().filter(|b| **b).count();
+            let forms =
+                [w.path.is_some(), w.absent.is_some(), w.exists.is_some(), w.kmsg.is_some()].iter().filter(|b| **b).count();
             check(forms == 1, at, || {
-                "a wait needs exactly one of `path` (with `equals`), `absent` or `exists`".into()
+                "a wait needs exactly one of `path` (with `equals`), `absent`, `exists` or `kmsg`".into()
             })?;
+            check(w.since.is_none() || w.kmsg.is_some(), at, || "`since` goes with `kmsg`".into())?;
+            if let Some(k) = &w.kmsg {
+                validate_pattern(k, at)?;
+            }
             check(w.path.is_none() || w.equals.is_some(), at, || "`wait: {path: …}` needs `equals`".into())?;
             check(w.equals.is_none() || w.path.is_some(), at, || "`equals` goes with `path`".into())?;
             check(w.timeout_s.is_none_or(|t| t > 0.0 && t <= 3600.0), at, || {
@@ -172,9 +177,23 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
         Step::Stays(s) => {
             check(s.for_s > 0.0 && s.for_s <= 600.0, at, || "`for_s` must be between 0 and 600 seconds".into())
         }
-        Step::Kmsg(k) => check(!k.contains.is_empty() || !k.absent.is_empty() || !k.count.is_empty(), at, || {
-            "a kmsg step needs `contains`, `absent` or `count`".into()
-        }),
+        Step::Kmsg(k) => {
+            let any = !k.contains.is_empty() || !k.absent.is_empty() || !k.count.is_empty() || !k.min_count.is_empty();
+            check(any, at, || "a kmsg step needs `contains`, `absent`, `count` or `min_count`".into())?;
+            for p in k.contains.iter().chain(&k.absent).chain(k.count.keys()).chain(k.min_count.keys()) {
+                validate_pattern(p, at)?;
+            }
+            Ok(())
+        }
+        Step::Taint(t) => {
+            check(!t.set.is_empty() || !t.clear.is_empty(), at, || "a taint step needs `set` or `clear`".into())?;
+            for l in t.set.iter().chain(&t.clear) {
+                check(crate::snapshot::capture::taint_bit(l).is_some(), at, || {
+                    format!("`{l}` is not a taint flag letter; expected one of {}", crate::snapshot::capture::TAINT_FLAGS)
+                })?;
+            }
+            Ok(())
+        }
         Step::PatchState(p) => check(p.equals.is_some() != p.none.is_some(), at, || {
             "a patch_state step needs exactly one of `equals` and `none`".into()
         }),
@@ -185,6 +204,13 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
             check(checks >= 1, at, || "a reader step needs `equals`, `contains` or `expect_errno`".into())?;
             check(r.expect_errno.is_none() || checks == 1, at, || "`expect_errno` excludes content checks".into())
         }
+    }
+}
+
+fn validate_pattern(p: &str, at: Location) -> Result<(), Invalid> {
+    match p.strip_prefix("re:") {
+        Some(re) => regex::Regex::new(re).map(|_| ()).map_err(|e| (at, format!("bad regex in `{p}`: {e}"))),
+        None => Ok(()),
     }
 }
 
@@ -209,7 +235,7 @@ fn validate_order(case: &Case) -> Result<(), Invalid> {
                     format!("reader `{}` is started twice", r.tag)
                 })?;
             }
-            Step::Kmsg(KmsgStep { since: Some(m), .. }) => {
+            Step::Kmsg(KmsgStep { since: Some(m), .. }) | Step::Wait(WaitStep { since: Some(m), .. }) => {
                 check(marks.contains(&m.value), m.referenced, || format!("no `mark: {}` before this step", m.value))?;
             }
             Step::Reader(r) => {

@@ -102,6 +102,8 @@ pub enum Step {
     StartReader(StartReaderStep),
     /// Check what a background reader read, once it has finished.
     Reader(ReaderStep),
+    /// Kernel taint flags that must be set or clear.
+    Taint(TaintStep),
     /// Capture the livepatch state under a name and compare it with the stored snapshot for
     /// this kernel release (see `harness/src/snapshot`).
     Snapshot(String),
@@ -129,16 +131,30 @@ pub struct KmsgStep {
     /// Only records after this `mark`.
     #[serde(default)]
     pub since: Option<Spanned<String>>,
-    /// Substrings that must each appear in a record, in this order (other records may come
-    /// between them).
+    /// Patterns that must each match a record, in this order (other records may come between
+    /// them). A pattern is a substring, or `re:<regex>` (e.g. `re:klp_ref_busy:\d+ is sleeping`).
     #[serde(default)]
     pub contains: Vec<String>,
-    /// Substrings no record may contain.
+    /// Patterns no record may match.
     #[serde(default)]
     pub absent: Vec<String>,
-    /// `{text: n}`: exactly n records contain text.
+    /// `{pattern: n}`: exactly n records match.
     #[serde(default)]
     pub count: std::collections::BTreeMap<String, usize>,
+    /// `{pattern: n}`: at least n records match.
+    #[serde(default)]
+    pub min_count: std::collections::BTreeMap<String, usize>,
+}
+
+/// Bits of /proc/sys/kernel/tainted by their letters (`K` livepatch, `O` out of tree, `E`
+/// unsigned, `W` warning, …).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaintStep {
+    #[serde(default)]
+    pub set: Vec<String>,
+    #[serde(default)]
+    pub clear: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +241,12 @@ pub struct WaitStep {
     /// Wait until this path appears.
     #[serde(default)]
     pub exists: Option<String>,
+    /// Wait until a kernel log record matches (a substring, or `re:<regex>`).
+    #[serde(default)]
+    pub kmsg: Option<String>,
+    /// With `kmsg`: only records after this `mark`.
+    #[serde(default)]
+    pub since: Option<Spanned<String>>,
     /// Default: [`WaitStep::DEFAULT_TIMEOUT_S`].
     #[serde(default)]
     pub timeout_s: Option<f64>,
@@ -274,12 +296,14 @@ impl Step {
             Step::Unload(m) => format!("unload {}", m.module),
             Step::Write(w) => format!("write {:?} > {}", w.value, w.path),
             Step::Read(r) => format!("read {}", r.path),
-            Step::Wait(w) => match (&w.path, &w.absent, &w.exists) {
-                (Some(p), _, _) => format!("wait for {p} == {:?}", w.equals.as_deref().unwrap_or("")),
-                (_, Some(p), _) => format!("wait for {p} to disappear"),
-                (_, _, Some(p)) => format!("wait for {p} to appear"),
+            Step::Wait(w) => match (&w.path, &w.absent, &w.exists, &w.kmsg) {
+                (Some(p), _, _, _) => format!("wait for {p} == {:?}", w.equals.as_deref().unwrap_or("")),
+                (_, Some(p), _, _) => format!("wait for {p} to disappear"),
+                (_, _, Some(p), _) => format!("wait for {p} to appear"),
+                (_, _, _, Some(k)) => format!("wait for a kernel log record {k:?}"),
                 _ => "wait".into(),
             },
+            Step::Taint(t) => format!("taint set {:?} clear {:?}", t.set, t.clear),
             Step::ExpectExists(p) => format!("expect {p} to exist"),
             Step::ExpectAbsent(p) => format!("expect {p} to be absent"),
             Step::Stays(s) => format!("{} stays {:?} for {}s", s.path, s.equals, s.for_s),
