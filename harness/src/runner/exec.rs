@@ -51,10 +51,15 @@ pub struct CaseRun {
     pub snapshots: Vec<SnapshotResult>,
 }
 
-/// What earlier steps left for later ones: kernel-log marks.
-#[derive(Default)]
-struct CaseState {
+/// What earlier steps left for later ones (kernel-log marks, snapshots taken) and what every
+/// step may need to know of its case.
+struct CaseState<'a> {
     marks: BTreeMap<String, u64>,
+    /// The case's name and modules, for its snapshots.
+    case: &'a Case,
+    modules: Vec<String>,
+    snapshots: Option<&'a SnapshotContext<'a>>,
+    taken: Vec<SnapshotResult>,
 }
 
 /// Where a case's snapshots go and what identifies them.
@@ -73,15 +78,12 @@ pub fn run_case(case: &Case, guest: &mut dyn Guest) -> CaseRun {
 
 pub fn run_case_with(case: &Case, guest: &mut dyn Guest, snapshots: Option<&SnapshotContext>) -> CaseRun {
     let mut out = CaseRun::default();
-    let mut state = CaseState::default();
-    let modules = case.modules();
+    let mut state = CaseState { marks: BTreeMap::new(), case, modules: case.modules(), snapshots, taken: Vec::new() };
     for (i, step) in case.steps.iter().enumerate() {
         let label = format!("{}: {}", i + 1, step.value.describe());
         let started = Instant::now();
-        let result = match &step.value {
-            Step::Snapshot(name) => snapshot_step(name, case, &modules, guest, snapshots, &mut out.snapshots),
-            other => run_step(other, guest, &mut state),
-        };
+        let result = run_step(&step.value, guest, &mut state);
+        out.snapshots.append(&mut state.taken);
         out.steps.push(StepTiming { step: label.clone(), duration_s: started.elapsed().as_secs_f64() });
         let fail = |expected: String, actual: String| Failure {
             step: label.clone(),
@@ -193,26 +195,19 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
         }
         Step::Reader(r) => check_reader(r, guest)?,
         Step::Taint(t) => check_taint(t, guest.read_file("/proc/sys/kernel/tainted")?),
-        Step::Snapshot(_) => unreachable!("snapshots are taken by run_case_with, which knows the case"),
+        Step::Snapshot(name) => snapshot_step(name, guest, state)?,
     })
 }
 
 /// Capture the state and hold it against the stored snapshot: a difference fails the step,
 /// a missing snapshot only if snapshots are required.
-fn snapshot_step(
-    name: &str,
-    case: &Case,
-    modules: &[String],
-    guest: &mut dyn Guest,
-    ctx: Option<&SnapshotContext>,
-    results: &mut Vec<SnapshotResult>,
-) -> StepResult {
-    let contents = crate::snapshot::capture(guest, modules)?;
-    let Some(ctx) = ctx else { return Ok(Ok(())) };
+fn snapshot_step(name: &str, guest: &mut dyn Guest, state: &mut CaseState) -> StepResult {
+    let contents = crate::snapshot::capture(guest, &state.modules)?;
+    let Some(ctx) = state.snapshots else { return Ok(Ok(())) };
     let key = crate::snapshot::store::SnapshotKey {
         source: &ctx.source,
         suite: &ctx.suite,
-        case: case.name(),
+        case: state.case.name(),
         name,
         release: &ctx.release,
     };
@@ -230,7 +225,7 @@ fn snapshot_step(
         )),
         _ => Ok(()),
     };
-    results.push(r);
+    state.taken.push(r);
     Ok(verdict)
 }
 
@@ -322,7 +317,11 @@ fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, Strin
             None => {
                 let seen_earlier = records[..from].iter().any(|r| pattern_matches(want, &r.text));
                 let after = if from > 0 { " after the previous one" } else { "" };
-                let why = if seen_earlier { "it appears, but out of order; the log:" } else { "not in the log; livepatch lines:" };
+                let why = if seen_earlier {
+                    "it appears, but out of order; the log:"
+                } else {
+                    "not in the log; livepatch lines:"
+                };
                 return Err((format!("a record matching {want:?}{after}"), format!("{why}\n{}", excerpt(&livepatchy))));
             }
         }
@@ -353,14 +352,18 @@ fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, Strin
 fn check_taint(t: &crate::suite::TaintStep, value: Result<String, Errno>) -> Result<(), (String, String)> {
     use crate::snapshot::capture::{describe_taint, taint_bit};
     let text = value.map_err(|e| ("a readable /proc/sys/kernel/tainted".to_string(), describe_errno(&e)))?;
-    let bits: u64 = text.trim().parse().map_err(|_| ("a number in /proc/sys/kernel/tainted".to_string(), text.clone()))?;
+    let bits: u64 =
+        text.trim().parse().map_err(|_| ("a number in /proc/sys/kernel/tainted".to_string(), text.clone()))?;
     let has = |l: &String| taint_bit(l).is_some_and(|b| bits & (1 << b) != 0);
     let missing: Vec<&String> = t.set.iter().filter(|l| !has(l)).collect();
     let extra: Vec<&String> = t.clear.iter().filter(|l| has(l)).collect();
     if missing.is_empty() && extra.is_empty() {
         return Ok(());
     }
-    Err((format!("taint flags {:?} set and {:?} clear", t.set, t.clear), format!("tainted = {}", describe_taint(text.trim()))))
+    Err((
+        format!("taint flags {:?} set and {:?} clear", t.set, t.clear),
+        format!("tainted = {}", describe_taint(text.trim())),
+    ))
 }
 
 fn check_patch_state(p: &PatchStateStep, tasks: &[TaskInfo]) -> Result<(), (String, String)> {
@@ -474,7 +477,12 @@ fn wait_kmsg(pattern: &str, since: Option<u64>, timeout: Duration, guest: &mut d
 fn run_wait(w: &WaitStep, guest: &mut dyn Guest, state: &CaseState) -> StepResult {
     let timeout = Duration::from_secs_f64(w.timeout_s.unwrap_or(WaitStep::DEFAULT_TIMEOUT_S));
     if let Some(pattern) = &w.kmsg {
-        return wait_kmsg(pattern, w.since.as_ref().map(|m| state.marks.get(&m.value).copied().unwrap_or(0)), timeout, guest);
+        return wait_kmsg(
+            pattern,
+            w.since.as_ref().map(|m| state.marks.get(&m.value).copied().unwrap_or(0)),
+            timeout,
+            guest,
+        );
     }
     let (cond, expected) = match (&w.path, &w.absent, &w.exists) {
         (Some(p), _, _) => {

@@ -81,74 +81,10 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         .map_err(|source| RunError::Output { path: "stdout".into(), source })?;
     let mut runs = Vec::new();
     for spec in &cfg.kernels {
-        let prepared = prepare(spec, cfg, &suites, progress);
-        let kinfo = match &prepared {
-            Ok(p) => KernelInfo {
-                spec: spec.to_string(),
-                release: Some(p.kernel.release.clone()),
-                version: Some(p.kernel.version.clone()),
-            },
-            Err(_) => KernelInfo { spec: spec.to_string(), release: None, version: None },
-        };
-        let mut cases = Vec::new();
-        for ls in &suites {
-            let label = format!("{} ({})", kinfo.release.as_deref().unwrap_or("unresolved"), spec);
-            ktap.begin_suite(ls.suite.name(), &label, ls.suite.cases.len()).map_err(stdout_err)?;
-            for case in &ls.suite.cases {
-                let mut base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
-                base.divergence = case.divergence.as_ref().map(|d| d.trim().to_string());
-                let outcome = match &prepared {
-                    Ok(p) => match case.requires.as_ref().and_then(|r| suite::skip_reason(r, &p.kernel)) {
-                        Some(why) => {
-                            progress.note(format!("{} › {}: skipped: {why}", ls.suite.name(), case.name()));
-                            base.skipped(why)
-                        }
-                        None => {
-                            let snap = SnapshotContext {
-                                settings: &cfg.snapshots,
-                                source: relative_to(&ls.path, &cfg.workspace),
-                                suite: ls.suite.name().to_string(),
-                                release: p.kernel.release.clone(),
-                            };
-                            run_one(p, &ls.suite, case, base, &cfg.out, &snap, progress)
-                        }
-                    },
-                    Err(e) => base.errored(e.clone()),
-                };
-                ktap.case(&outcome).map_err(stdout_err)?;
-                cases.push(outcome);
-            }
-            ktap.end_suite().map_err(stdout_err)?;
-        }
-        let (accel, accel_note) = match &prepared {
-            Ok(p) => (p.accel.to_string(), p.accel_note.clone()),
-            Err(_) => (cfg.accel.to_string(), None),
-        };
-        runs.push(KernelRun { kernel: kinfo, accel, accel_note, cases });
+        runs.push(run_kernel(spec, cfg, &suites, &mut ktap, progress)?);
     }
     let mut report = Report::new(runs);
-    let spec_file = cfg.workspace.join("suites/spec/ids.yaml");
-    match suite::spec::SpecIds::load(&spec_file) {
-        Ok(spec) => {
-            let checked = report
-                .runs
-                .iter()
-                .flat_map(|r| &r.cases)
-                .filter(|c| matches!(c.status, Status::Pass | Status::Fail))
-                .flat_map(|c| c.spec.iter().map(String::as_str));
-            let cov = suite::spec::Coverage::compute(&spec, checked);
-            let line = format!(
-                "SPEC coverage: {}/{} assertions checked by cases that ran; not covered: {}",
-                cov.covered.len(),
-                cov.total,
-                if cov.missing.is_empty() { "none".to_string() } else { cov.missing.join(" ") }
-            );
-            ktap.diagnostic(&line).map_err(stdout_err)?;
-            progress.note(line);
-            report.coverage = Some(cov);
-        }
-        Err(e) => progress.note(format!("no SPEC coverage: {e}")),
-    }
+    report.coverage = coverage(&report, &cfg.workspace, &mut ktap, progress)?;
     crate::report::json::write_report(&report, &cfg.out)
         .map_err(|source| RunError::Output { path: cfg.out.join("report.json"), source })?;
     note_snapshots(&report, &cfg.snapshots, progress);
@@ -162,6 +98,94 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         cfg.out.display()
     ));
     Ok(report)
+}
+
+/// Every suite on one kernel: artefacts once, then each case in its own guest (or SKIP by its
+/// `requires`, or ERROR when the artefacts could not be prepared).
+fn run_kernel<W: Write>(
+    spec: &KernelSpec,
+    cfg: &RunConfig,
+    suites: &[LoadedSuite],
+    ktap: &mut KtapWriter<W>,
+    progress: &Progress,
+) -> Result<KernelRun, RunError> {
+    let prepared = prepare(spec, cfg, suites, progress);
+    let kinfo = match &prepared {
+        Ok(p) => KernelInfo {
+            spec: spec.to_string(),
+            release: Some(p.kernel.release.clone()),
+            version: Some(p.kernel.version.clone()),
+        },
+        Err(_) => KernelInfo { spec: spec.to_string(), release: None, version: None },
+    };
+    let mut cases = Vec::new();
+    for ls in suites {
+        let label = format!("{} ({})", kinfo.release.as_deref().unwrap_or("unresolved"), spec);
+        ktap.begin_suite(ls.suite.name(), &label, ls.suite.cases.len()).map_err(stdout_err)?;
+        for case in &ls.suite.cases {
+            let mut base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
+            base.divergence = case.divergence.as_ref().map(|d| d.trim().to_string());
+            let outcome = match &prepared {
+                Err(e) => base.errored(e.clone()),
+                Ok(p) => match case.requires.as_ref().and_then(|r| suite::skip_reason(r, &p.kernel)) {
+                    Some(why) => {
+                        progress.note(format!("{} › {}: skipped: {why}", ls.suite.name(), case.name()));
+                        base.skipped(why)
+                    }
+                    None => {
+                        let snap = SnapshotContext {
+                            settings: &cfg.snapshots,
+                            source: relative_to(&ls.path, &cfg.workspace),
+                            suite: ls.suite.name().to_string(),
+                            release: p.kernel.release.clone(),
+                        };
+                        run_one(p, &ls.suite, case, base, &cfg.out, &snap, progress)
+                    }
+                },
+            };
+            ktap.case(&outcome).map_err(stdout_err)?;
+            cases.push(outcome);
+        }
+        ktap.end_suite().map_err(stdout_err)?;
+    }
+    let (accel, accel_note) = match &prepared {
+        Ok(p) => (p.accel.to_string(), p.accel_note.clone()),
+        Err(_) => (cfg.accel.to_string(), None),
+    };
+    Ok(KernelRun { kernel: kinfo, accel, accel_note, cases })
+}
+
+/// SPEC ids checked by cases that ran to a verdict, against `suites/spec/ids.yaml`; printed as
+/// the last KTAP diagnostic and on stderr.
+fn coverage<W: Write>(
+    report: &Report,
+    workspace: &Path,
+    ktap: &mut KtapWriter<W>,
+    progress: &Progress,
+) -> Result<Option<suite::spec::Coverage>, RunError> {
+    let spec = match suite::spec::SpecIds::load(&workspace.join("suites/spec/ids.yaml")) {
+        Ok(s) => s,
+        Err(e) => {
+            progress.note(format!("no SPEC coverage: {e}"));
+            return Ok(None);
+        }
+    };
+    let checked = report
+        .runs
+        .iter()
+        .flat_map(|r| &r.cases)
+        .filter(|c| matches!(c.status, Status::Pass | Status::Fail))
+        .flat_map(|c| c.spec.iter().map(String::as_str));
+    let cov = suite::spec::Coverage::compute(&spec, checked);
+    let missing = if cov.missing.is_empty() { "none".to_string() } else { cov.missing.join(" ") };
+    let line = format!(
+        "SPEC coverage: {}/{} assertions checked by cases that ran; not covered: {missing}",
+        cov.covered.len(),
+        cov.total
+    );
+    ktap.diagnostic(&line).map_err(stdout_err)?;
+    progress.note(line);
+    Ok(Some(cov))
 }
 
 fn stdout_err(source: std::io::Error) -> RunError {

@@ -155,8 +155,10 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
             }
         }
         Step::Wait(w) => {
-            let forms =
-                [w.path.is_some(), w.absent.is_some(), w.exists.is_some(), w.kmsg.is_some()].iter().filter(|b| **b).count();
+            let forms = [w.path.is_some(), w.absent.is_some(), w.exists.is_some(), w.kmsg.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
             check(forms == 1, at, || {
                 "a wait needs exactly one of `path` (with `equals`), `absent`, `exists` or `kmsg`".into()
             })?;
@@ -189,7 +191,10 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
             check(!t.set.is_empty() || !t.clear.is_empty(), at, || "a taint step needs `set` or `clear`".into())?;
             for l in t.set.iter().chain(&t.clear) {
                 check(crate::snapshot::capture::taint_bit(l).is_some(), at, || {
-                    format!("`{l}` is not a taint flag letter; expected one of {}", crate::snapshot::capture::TAINT_FLAGS)
+                    format!(
+                        "`{l}` is not a taint flag letter; expected one of {}",
+                        crate::snapshot::capture::TAINT_FLAGS
+                    )
                 })?;
             }
             Ok(())
