@@ -61,7 +61,7 @@ pub(crate) fn with_one_newline(s: &str) -> String {
 fn yaml_scalar(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars().all(|c| c.is_ascii_alphanumeric() || " ./_-@,".contains(c))
-        && !s.starts_with(|c: char| c == ' ' || c == '-' || c == '@')
+        && !s.starts_with([' ', '-', '@'])
         && !s.ends_with(' ');
     if plain {
         s.to_string()

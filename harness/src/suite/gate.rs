@@ -11,7 +11,7 @@ pub struct KernelVersion(pub u32, pub u32, pub u32);
 impl KernelVersion {
     /// `6.1`, `6.1.192`, `6.1.192-2` (a Debian revision is ignored), `6.11.0-rc3`.
     pub fn parse(s: &str) -> Option<Self> {
-        let core = s.split(|c: char| c == '-' || c == '+' || c == '~').next()?;
+        let core = s.split(['-', '+', '~']).next()?;
         let mut it = core.split('.').map(|p| p.parse::<u32>());
         let major = it.next()?.ok()?;
         let minor = it.next()?.ok()?;
