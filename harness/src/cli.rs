@@ -39,6 +39,9 @@ pub enum SnapshotsCommand {
         /// needed; nothing is downloaded).
         #[arg(long = "kernel", value_name = "SPEC", num_args = 1, required = true)]
         kernels: Vec<String>,
+        /// Where snapshots are stored [default: <workspace>/suites/snapshots].
+        #[arg(long, value_name = "DIR")]
+        snapshot_dir: Option<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -161,7 +164,10 @@ pub fn execute(cmd: Command) -> i32 {
             print!("{}", crate::bench::render(&format!("boot to agent, {} under {accel}", k.release), &series));
             Ok(())
         }),
-        Command::Snapshots(SnapshotsCommand::Diff { kernels, common }) => snapshots_diff(&kernels, &common),
+        Command::Snapshots(SnapshotsCommand::Diff { kernels, snapshot_dir, common }) => {
+            let dir = snapshot_dir.unwrap_or_else(|| common.workspace.join("suites/snapshots"));
+            snapshots_diff(&kernels, &dir)
+        }
         Command::Kernel(a) => with_kernel(&a, &progress, |k| {
             println!("{}", serde_json::to_string_pretty(k).expect("kernel serialises"));
             Ok(())
@@ -230,7 +236,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     }
 }
 
-fn snapshots_diff(kernels: &[String], common: &CommonArgs) -> i32 {
+fn snapshots_diff(kernels: &[String], dir: &std::path::Path) -> i32 {
     let releases = (|| -> Result<Vec<String>, String> {
         if kernels.len() != 2 {
             return Err(format!("snapshots diff takes exactly two --kernel, got {}", kernels.len()));
@@ -244,7 +250,7 @@ fn snapshots_diff(kernels: &[String], common: &CommonArgs) -> i32 {
             return EXIT_HARNESS;
         }
     };
-    match crate::snapshot::diff::diff_releases(&common.workspace.join("suites/snapshots"), &releases[0], &releases[1]) {
+    match crate::snapshot::diff::diff_releases(dir, &releases[0], &releases[1]) {
         Ok((text, differ)) => {
             print!("{text}");
             i32::from(differ)

@@ -75,3 +75,41 @@ fn bad_kernel_spec_is_exit_2() {
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad kernel spec"), "{stderr}");
 }
+
+fn snapshots_diff(dir: &Path, a: &str, b: &str) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .args(["snapshots", "diff", "--snapshot-dir"])
+        .arg(dir)
+        .args(["--kernel", a, "--kernel", b])
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn snapshots_diff_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = |rel: &str, body: &str| {
+        std::fs::write(
+            dir.path().join(format!("lifecycle__c__enabled@{rel}.snap")),
+            format!("---\nsource: suites/lifecycle.yaml\nexpression: lifecycle / c / enabled\n---\n{body}"),
+        )
+        .unwrap()
+    };
+    snap("6.1.0-1-amd64", "enabled = 1\n");
+    snap("6.1.0-2-amd64", "enabled = 1\n");
+    snap("6.1.0-3-amd64", "enabled = 0\n");
+    let (code, out, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", "debian:6.1.0-2-amd64");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no difference: all 1 snapshots are identical"), "{out}");
+    let (code, out, _) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", "debian:6.1.0-3-amd64");
+    assert_eq!(code, 1);
+    assert!(out.contains("lifecycle / c:\n  changed enabled:") && out.contains("+enabled = 0"), "{out}");
+    let (code, _, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", "debian:6.1.0-9-amd64");
+    assert_eq!(code, 2);
+    assert!(err.contains("no snapshots for kernel 6.1.0-9-amd64"), "{err}");
+}
