@@ -86,19 +86,22 @@ extern "C" fn klp_variant_init() -> c_int {
         klp::pr_err!("cannot create /proc/klp_ref_busy");
         return -12; // ENOMEM
     }
-    if klp_ref_busy_kthread.get() {
-        let r = THREAD.start(kthread_main, c"klp_ref_busy");
-        if r != 0 {
-            klp::proc_remove(c"klp_ref_busy");
-            return r;
-        }
-    }
+    // The init line comes before the kthread starts, so that it always precedes the kthread's
+    // `sleeping` line (with block=1) in the kernel log: snapshots compare the log in order.
     klp::pr_info!(
         "init (block={}, sleep_mode={}, kthread={})",
         if klp_ref_busy_block.get() { 'Y' } else { 'N' },
         if klp_ref_busy_sleep_mode.get() == 1 { "interruptible" } else { "uninterruptible" },
         if klp_ref_busy_kthread.get() { 'Y' } else { 'N' },
     );
+    if klp_ref_busy_kthread.get() {
+        let r = THREAD.start(kthread_main, c"klp_ref_busy");
+        if r != 0 {
+            klp::pr_err!("cannot start the kthread ({r})");
+            klp::proc_remove(c"klp_ref_busy");
+            return r;
+        }
+    }
     0
 }
 
