@@ -64,12 +64,3 @@ pub fn tail(text: &str, n: usize) -> String {
     let start = lines.len().saturating_sub(n);
     lines[start..].join("\n")
 }
-
-impl From<ToolError> for crate::kernel::KernelError {
-    fn from(e: ToolError) -> Self {
-        match e {
-            ToolError::Missing { tool, package, why } => Self::MissingTool { tool, package, why },
-            other => Self::Command { command: String::new(), stderr: other.to_string() },
-        }
-    }
-}

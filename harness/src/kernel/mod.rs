@@ -119,10 +119,9 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{tool}` is needed to {why}; install the Debian package `{package}`")]
-    MissingTool { tool: String, package: String, why: String },
-    #[error("{command} failed: {stderr}")]
-    Command { command: String, stderr: String },
+    /// A host tool is missing (the message names its package) or failed (with its stderr).
+    #[error(transparent)]
+    Tool(#[from] crate::tools::ToolError),
     #[error("no Debian package for {what}: {detail}")]
     NoPackage { what: String, detail: String },
     #[error("kernel tree {tree} is incomplete: {missing}")]
