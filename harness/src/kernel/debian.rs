@@ -17,16 +17,6 @@ impl DebianFetcher {
         Self { root }
     }
 
-    /// The ABI that `linux-image-amd64` depends on in this host's apt lists.
-    pub fn default_abi(&self) -> Result<String, KernelError> {
-        require_tool("apt-cache", "apt", "look up Debian kernel packages")?;
-        let out = run_capture(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
-        parse_meta_depends(&out).ok_or_else(|| KernelError::NoPackage {
-            what: "linux-image-amd64".into(),
-            detail: "apt-cache knows no linux-image-<abi> dependency; run `apt-get update` first".into(),
-        })
-    }
-
     /// Fetch and extract `linux-image-<abi>-unsigned` and its headers, or reuse the cache.
     pub fn fetch(&self, abi: &str, progress: &Progress) -> Result<Kernel, KernelError> {
         let dir = self.root.join(abi);
@@ -109,6 +99,16 @@ impl DebianFetcher {
             .map_err(|e| KernelError::io(format!("writing {}", meta.display()), e))?;
         Ok(kernel)
     }
+}
+
+/// The ABI that `linux-image-amd64` depends on in this host's apt lists.
+pub fn default_abi() -> Result<String, KernelError> {
+    require_tool("apt-cache", "apt", "look up Debian kernel packages")?;
+    let out = run_capture(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+    parse_meta_depends(&out).ok_or_else(|| KernelError::NoPackage {
+        what: "linux-image-amd64".into(),
+        detail: "apt-cache knows no linux-image-<abi> dependency; run `apt-get update` first".into(),
+    })
 }
 
 /// `apt-cache depends linux-image-amd64` → the ABI of its first `linux-image-*` dependency.

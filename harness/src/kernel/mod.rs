@@ -58,7 +58,7 @@ impl KernelSpec {
     pub fn release(&self) -> Result<String, KernelError> {
         match self {
             Self::DebianAbi(abi) => Ok(abi.clone()),
-            Self::DebianDefault => DebianFetcher::new(PathBuf::new()).default_abi(),
+            Self::DebianDefault => debian::default_abi(),
             Self::LocalTree(tree) => {
                 let p = tree.join("include/config/kernel.release");
                 std::fs::read_to_string(&p)
@@ -139,7 +139,7 @@ pub fn resolve(spec: &KernelSpec, cache: &Path, progress: &Progress) -> Result<K
     match spec {
         KernelSpec::DebianDefault => {
             let fetcher = DebianFetcher::new(cache.join("kernels"));
-            let abi = fetcher.default_abi()?;
+            let abi = debian::default_abi()?;
             progress.note(format!("kernel `debian` follows linux-image-amd64 → {abi}"));
             let mut k = fetcher.fetch(&abi, progress)?;
             k.spec = spec.to_string();

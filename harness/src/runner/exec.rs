@@ -148,20 +148,10 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
         Step::Read(r) => check_read(r, guest.read_file(&r.path)?),
         Step::Wait(w) => run_wait(w, guest, state)?,
         Step::ExpectExists(p) => {
-            let (met, _) = guest.wait_for(Condition::Exists { path: p.clone() }, Duration::ZERO)?;
-            if met {
-                Ok(())
-            } else {
-                Err((format!("{p} exists"), "it does not exist".into()))
-            }
+            holds_now(guest, Condition::Exists { path: p.clone() }, || (format!("{p} exists"), "it does not exist"))?
         }
         Step::ExpectAbsent(p) => {
-            let (met, _) = guest.wait_for(Condition::Absent { path: p.clone() }, Duration::ZERO)?;
-            if met {
-                Ok(())
-            } else {
-                Err((format!("{p} is absent"), "it exists".into()))
-            }
+            holds_now(guest, Condition::Absent { path: p.clone() }, || (format!("{p} is absent"), "it exists"))?
         }
         Step::Stays(st) => {
             let cond = Condition::FileNotEquals { path: st.path.clone(), value: st.equals.clone() };
@@ -227,6 +217,17 @@ fn snapshot_step(name: &str, guest: &mut dyn Guest, state: &mut CaseState) -> St
     };
     state.taken.push(r);
     Ok(verdict)
+}
+
+/// A condition checked once, now (a wait with no time to wait).
+fn holds_now(guest: &mut dyn Guest, cond: Condition, mismatch: impl FnOnce() -> (String, &'static str)) -> StepResult {
+    let (met, _) = guest.wait_for(cond, Duration::ZERO)?;
+    Ok(if met {
+        Ok(())
+    } else {
+        let (expected, actual) = mismatch();
+        Err((expected, actual.to_string()))
+    })
 }
 
 /// `stat -c %A`-style mode string.
