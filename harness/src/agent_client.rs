@@ -53,7 +53,7 @@ pub trait Watchdog: Send {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("agent did not answer `{op}` within {}s; console tail:\n{context}", after.as_secs_f64())]
+    #[error("agent did not answer `{op}` within {:.1}s; console tail:\n{context}", after.as_secs_f64())]
     Timeout { op: &'static str, after: Duration, context: String },
     #[error("guest died during `{op}`: {gone}")]
     GuestDied { op: &'static str, gone: GuestGone },

@@ -27,7 +27,6 @@ use klp_protocol::{decode, encode, Request, Response, PROTOCOL_VERSION};
 /// The agent's channel: the second 8250 UART, wired by QEMU to the host's unix socket.
 const PORT: &str = "/dev/ttyS1";
 /// Kernel modules the VM needs (not the ones under test), loaded in file-name order at start.
-const BOOT_MODULES: &str = "/lib/modules/boot";
 
 static KMSG: OnceLock<File> = OnceLock::new();
 
@@ -109,7 +108,7 @@ fn setup_system() {
         }
     }
     log(&format!("started (protocol {PROTOCOL_VERSION}, {})", env!("CARGO_PKG_VERSION")));
-    ops::load_boot_modules(BOOT_MODULES, &|m| log(m));
+    ops::load_boot_modules(klp_protocol::GUEST_BOOT_MODULE_DIR, &|m| log(m));
 }
 
 fn open_port() -> Result<File, String> {

@@ -10,6 +10,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Where the image puts the modules under test (`/lib/modules/klp/<name>.ko`).
+pub const GUEST_MODULE_DIR: &str = "/lib/modules/klp";
+/// Where the image puts the kernel's own modules the agent loads at start, in name order.
+pub const GUEST_BOOT_MODULE_DIR: &str = "/lib/modules/boot";
+
 /// The version the agent reports in [`Response::Hello`]; the host refuses another.
 pub const PROTOCOL_VERSION: u32 = 1;
 

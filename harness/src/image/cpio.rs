@@ -63,20 +63,23 @@ impl<W: Write> CpioWriter<W> {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{name} is larger than 4 GiB")))?;
         let ino = self.next_ino;
         self.next_ino += 1;
+        // The 13 newc header fields, in order (rustfmt moved the old inline labels off their
+        // fields; one per line keeps them right).
+        #[rustfmt::skip]
         let fields = [
-            ino,
-            mode,
-            0,
-            /* uid */ 0,
-            /* gid */ nlink,
-            0,
-            /* mtime */ size,
-            0, /* devmajor */
-            0,
-            /* devminor */ rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0, /* check */
+            ino,                   // c_ino
+            mode,                  // c_mode
+            0,                     // c_uid
+            0,                     // c_gid
+            nlink,                 // c_nlink
+            0,                     // c_mtime (0: reproducible images)
+            size,                  // c_filesize
+            0,                     // c_devmajor
+            0,                     // c_devminor
+            rdev.0,                // c_rdevmajor
+            rdev.1,                // c_rdevminor
+            name.len() as u32 + 1, // c_namesize, with the NUL
+            0,                     // c_check
         ];
         let mut header = String::with_capacity(110 + name.len() + 4);
         header.push_str(MAGIC);

@@ -22,12 +22,10 @@ use crate::progress::Progress;
 use crate::tools::{self, ToolError};
 
 use cpio::CpioWriter;
-pub use vmlinux::{boot_image, bzimage_payload, has_pvh_note};
+pub use vmlinux::boot_image;
 
-/// Where the guest finds the modules under test.
-pub const GUEST_MODULE_DIR: &str = "/lib/modules/klp";
-/// Where the agent finds the modules it loads at start.
-pub const GUEST_BOOT_MODULE_DIR: &str = "/lib/modules/boot";
+/// The guest paths are the agent's business too: they live in the shared protocol crate.
+pub use klp_protocol::{GUEST_BOOT_MODULE_DIR, GUEST_MODULE_DIR};
 /// The target the agent is built for (the guest is x86_64; glibc links statically).
 pub const AGENT_TARGET: &str = "x86_64-unknown-linux-gnu";
 
@@ -167,9 +165,9 @@ pub fn build_initramfs(agent: &Path, modules: &[PathBuf], out: &Path) -> Result<
     Initramfs::new(agent).modules(modules).write(out)
 }
 
-/// The guest path of a module under test added with [`Initramfs::module`].
-pub fn guest_module_path(ko: &Path) -> Option<String> {
-    ko_name(ko).ok().map(|n| format!("{GUEST_MODULE_DIR}/{n}"))
+/// The guest path of the module under test named `module` (what suites `load`).
+pub fn guest_module_path(module: &str) -> String {
+    format!("{GUEST_MODULE_DIR}/{module}.ko")
 }
 
 fn ko_name(ko: &Path) -> Result<String, ImageError> {
@@ -229,7 +227,8 @@ mod tests {
         let init = entries.iter().find(|e| e.name == "init").unwrap();
         assert_eq!(init.mode, cpio::S_IFREG | 0o755);
         assert_eq!(init.data, b"\x7fELFagent");
-        assert_eq!(guest_module_path(&ko).as_deref(), Some("/lib/modules/klp/klp_a.ko"));
+        assert_eq!(guest_module_path("klp_a"), "/lib/modules/klp/klp_a.ko");
+        assert!(entries.iter().any(|e| format!("/{}", e.name) == guest_module_path("klp_a")));
     }
 
     #[test]

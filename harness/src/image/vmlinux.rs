@@ -62,12 +62,30 @@ pub fn boot_image(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<
     let meta = std::fs::metadata(&kernel.vmlinuz).map_err(io(format!("reading {}", kernel.vmlinuz.display())))?;
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
     let stamp = format!("{} {} {:?}\n", kernel.vmlinuz.display(), meta.len(), mtime);
-    if out.is_file() && std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
-        return Ok((out, "uncompressed vmlinux via PVH (cached)".into()));
+    // Parallel VM tests and runs extract the same image: one does it, the others wait and
+    // find it done.
+    let lock = dir.join("vmlinux.lock");
+    let _lock = crate::fsutil::FileLock::acquire(&lock).map_err(io(format!("locking {}", lock.display())))?;
+    // The stamp names the bzImage it was made from, and a remembered fallback after it, so a
+    // kernel that cannot boot uncompressed is not decompressed again on every run.
+    let stored = std::fs::read_to_string(&stamp_file).ok();
+    if let Some(why) = stored.as_deref().and_then(|s| s.strip_prefix(stamp.as_str())) {
+        if let Some(why) = why.strip_prefix("bzImage: ") {
+            return Ok((kernel.vmlinuz.clone(), format!("bzImage ({}, remembered)", why.trim_end())));
+        }
+        if why.is_empty() && out.is_file() {
+            return Ok((out, "uncompressed vmlinux via PVH (cached)".into()));
+        }
     }
+    // The stamp goes first: a crash between the two writes leaves no stamp, so no stale match.
+    let _ = std::fs::remove_file(&stamp_file);
 
     let bz = std::fs::read(&kernel.vmlinuz).map_err(io(format!("reading {}", kernel.vmlinuz.display())))?;
-    let fallback = |why: String| Ok((kernel.vmlinuz.clone(), format!("bzImage ({why})")));
+    let fallback = |why: String| {
+        // Not being able to remember only costs the next run the same check.
+        let _ = crate::fsutil::write_atomic(&stamp_file, format!("{stamp}bzImage: {why}\n").as_bytes());
+        Ok((kernel.vmlinuz.clone(), format!("bzImage ({why})")))
+    };
     let payload = match bzimage_payload(&bz) {
         Ok(p) => p,
         Err(why) => return fallback(why),
@@ -76,7 +94,8 @@ pub fn boot_image(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<
         return fallback("payload compression not supported for extraction".into());
     };
     let Ok(bin) = tools::require_tool(tool, package, "decompress the kernel for a faster boot") else {
-        return fallback(format!("`{tool}` (package {package}) is not installed"));
+        // Not remembered: installing the tool should help the very next run.
+        return Ok((kernel.vmlinuz.clone(), format!("bzImage (`{tool}` (package {package}) is not installed)")));
     };
     progress.note(format!("extracting vmlinux from {} ({tool})", kernel.vmlinuz.display()));
     let elf = match decompress(&bin, args, payload) {

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use super::KmodError;
+use crate::tools::ToolError;
 
 /// One line of `bindings.allow`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +99,7 @@ fn builder(header: &Path, clang_args: &[String], allow: &[AllowItem]) -> bindgen
 /// Flags clang rejects (gcc-only code-generation flags) are dropped and the run repeated.
 pub fn generate(header: &Path, clang_args: &[String], allow: &[AllowItem]) -> Result<(String, Vec<String>), KmodError> {
     if !clang_sys::is_loaded() {
-        clang_sys::load().map_err(|e| KmodError::MissingTool {
+        clang_sys::load().map_err(|e| ToolError::Missing {
             tool: format!("libclang ({e})"),
             package: "libclang-dev".into(),
             why: "generate Rust bindings of the kernel's livepatch structs (bindgen)".into(),

@@ -156,8 +156,6 @@ pub struct Probe {
     pub clang_flags: Vec<String>,
     /// `./tools/objtool/objtool` and its arguments (without the object), if objtool runs.
     pub objtool: Option<(String, Vec<String>)>,
-    /// The C compiler kbuild runs (e.g. `gcc-12`).
-    pub cc: String,
 }
 
 pub fn make_command(make: &Path, headers_dir: &Path, module_dir: &Path) -> Command {
@@ -184,9 +182,8 @@ pub fn probe(make: &Path, headers_dir: &Path, dir: &Path, header_text: &str) -> 
         std::fs::read_to_string(&cmd_path).map_err(|e| KmodError::io(format!("reading {}", cmd_path.display()), e))?;
     let cmd = cmd_line(&text)
         .ok_or_else(|| KmodError::Kbuild { detail: format!("{} has no cmd_… line", cmd_path.display()) })?;
-    let cc = shell_words(commands(cmd).first().copied().unwrap_or("")).into_iter().next().unwrap_or_default();
     let object = dir.join("probe.o").to_string_lossy().into_owned();
-    Ok(Probe { clang_flags: clang_flags(cmd, headers_dir), objtool: objtool_command(cmd, &object), cc })
+    Ok(Probe { clang_flags: clang_flags(cmd, headers_dir), objtool: objtool_command(cmd, &object) })
 }
 
 /// One variant in the generated `Kbuild`.
@@ -272,7 +269,7 @@ pub fn run_objtool(headers_dir: &Path, objtool: &(String, Vec<String>), object: 
     let out = c.output().map_err(|e| KmodError::io(format!("running `{command}`"), e))?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        return Err(KmodError::Tool {
+        return Err(KmodError::Step {
             step: "running objtool on the Rust object".into(),
             command: format!("{command} ({})", out.status),
             stderr: crate::tools::tail(&stderr, 40),

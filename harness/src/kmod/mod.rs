@@ -52,14 +52,20 @@ pub struct ModuleSet {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KmodError {
-    #[error("`{tool}` is needed to {why}; install the Debian package `{package}` (apt-get install {package})")]
-    MissingTool { tool: String, package: String, why: String },
-    #[error("the headers of kernel {release} are missing ({dir} has no Makefile); install {package}")]
-    MissingHeaders { release: String, dir: PathBuf, package: String },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    /// `hint` says how to get them: a package to install, or a command to run in a tree.
+    #[error("the headers of kernel {release} are missing ({dir} has no Makefile); {hint}")]
+    MissingHeaders { release: String, dir: PathBuf, hint: String },
+    #[error(
+        "no rustc whose library source matches its version (found {found}); \
+         apt-get install rustc-web rust-web-src, or rustup component add rust-src"
+    )]
+    NoRustToolchain { found: String },
     #[error("kernel {release} is not supported by the reference modules: {why}")]
     Unsupported { release: String, why: String },
     #[error("{step} failed: `{command}`:\n{stderr}")]
-    Tool { step: String, command: String, stderr: String },
+    Step { step: String, command: String, stderr: String },
     #[error("bindgen failed on the kernel headers:\n{detail}")]
     Bindgen { detail: String },
     #[error("kbuild: {detail}")]
@@ -82,9 +88,9 @@ impl KmodError {
     /// A failed tool run during `step`, with the tool's stderr tail.
     pub(crate) fn tool(step: &str, e: ToolError) -> Self {
         match e {
-            ToolError::Missing { tool, package, why } => Self::MissingTool { tool, package, why },
+            e @ ToolError::Missing { .. } => Self::Tool(e),
             ToolError::Failed { command, status, stderr } => {
-                Self::Tool { step: step.into(), command: format!("{command} ({status})"), stderr }
+                Self::Step { step: step.into(), command: format!("{command} ({status})"), stderr }
             }
             ToolError::Spawn { command, source } => {
                 Self::Io { what: format!("{step}: could not run `{command}`"), source }
@@ -297,15 +303,15 @@ pub fn build_all(
     progress: &Progress,
 ) -> Result<ModuleSet, KmodError> {
     if !kernel.headers_dir.join("Makefile").is_file() {
-        let package = if kernel.spec.starts_with("debian") {
-            format!("linux-headers-{} (klp-conform fetches it for debian:<abi> kernels)", kernel.release)
+        let hint = if kernel.spec.starts_with("debian") {
+            format!("install linux-headers-{} (klp-conform fetches it for debian:<abi> kernels)", kernel.release)
         } else {
-            "nothing: run `make modules_prepare` in the kernel tree".to_string()
+            format!("run `make modules_prepare` in {}", kernel.headers_dir.display())
         };
         return Err(KmodError::MissingHeaders {
             release: kernel.release.clone(),
             dir: kernel.headers_dir.clone(),
-            package,
+            hint,
         });
     }
     let variants = variants(source_root)?;
@@ -321,23 +327,33 @@ pub fn build_all(
     let key = hash_parts(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let release_dir = cache.join("modules").join(&kernel.release);
     let entry = release_dir.join(&key[..16]);
-    if let Some(set) = read_entry(&entry, &kernel.release) {
+    let cached = |set: ModuleSet| {
         progress.note(format!(
             "kmod: {} module(s) for {} cached in {}",
             set.modules.len(),
             kernel.release,
             entry.display()
         ));
-        return Ok(set);
+        Ok(set)
+    };
+    // Entries appear by rename, complete: no lock needed to use one.
+    if let Some(set) = read_entry(&entry, &kernel.release) {
+        return cached(set);
+    }
+    // Building one is serialised per key: a second run waits, then finds the first one's entry.
+    let lock_path = release_dir.join(format!("{}.lock", &key[..16]));
+    let _lock = crate::fsutil::FileLock::acquire(&lock_path)
+        .map_err(|e| KmodError::io(format!("locking {}", lock_path.display()), e))?;
+    if let Some(set) = read_entry(&entry, &kernel.release) {
+        return cached(set);
     }
 
     check_supported(kernel)?;
-    let make = require_tool("make", "make", "build kernel modules with kbuild").map_err(|e| KmodError::tool("", e))?;
+    let make = require_tool("make", "make", "build kernel modules with kbuild")?;
     // The kernel's own compiler (kbuild uses the one the kernel was built with).
     let config_text = std::fs::read_to_string(&kernel.config).unwrap_or_default();
     if let Some(cc) = kernel_cc(&config_text) {
-        require_tool(&cc, &cc, "compile the C part of kernel modules (the kernel was built with it)")
-            .map_err(|e| KmodError::tool("", e))?;
+        require_tool(&cc, &cc, "compile the C part of kernel modules (the kernel was built with it)")?;
     }
     let started = Instant::now();
     progress.note(format!(
@@ -499,12 +515,15 @@ pub fn build_all(
         objtool: probe.objtool.clone(),
     };
     write(&out_dir.join(MANIFEST), &serde_json::to_string_pretty(&manifest).expect("manifest serialises"))?;
-    match std::fs::rename(&out_dir, &entry) {
-        Ok(()) => {}
-        // A concurrent build of the same key won; its entry is equivalent.
-        Err(_) if read_entry(&entry, &kernel.release).is_some() => {}
-        Err(e) => return Err(KmodError::io(format!("renaming the build into {}", entry.display()), e)),
+    // Under the lock, an entry still here is one `read_entry` rejected (a killed run's, or an
+    // older layout's): replace it, or the rename would fail on it forever.
+    if entry.exists() {
+        progress.note(format!("kmod: replacing the broken cache entry {}", entry.display()));
+        std::fs::remove_dir_all(&entry)
+            .map_err(|e| KmodError::io(format!("removing the broken cache entry {}", entry.display()), e))?;
     }
+    std::fs::rename(&out_dir, &entry)
+        .map_err(|e| KmodError::io(format!("renaming the build into {}", entry.display()), e))?;
     drop(scratch);
     let set = read_entry(&entry, &kernel.release).ok_or_else(|| KmodError::Kbuild {
         detail: format!("cache entry {} is unreadable after the build", entry.display()),

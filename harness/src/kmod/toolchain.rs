@@ -120,14 +120,7 @@ pub fn detect() -> Result<Toolchain, KmodError> {
             .iter()
             .map(|i| format!("{} ({})", i.rustc.display(), parse_release(&i.version_text).unwrap_or_default()))
             .collect();
-        KmodError::MissingTool {
-            tool: format!(
-                "a rustc with the library source of its own version (found: {})",
-                if seen.is_empty() { "no rustc".to_string() } else { seen.join(", ") }
-            ),
-            package: "rustc-web rust-web-src".into(),
-            why: "build `core` for the kernel-module target (or: rustup component add rust-src)".into(),
-        }
+        KmodError::NoRustToolchain { found: if seen.is_empty() { "no rustc".to_string() } else { seen.join(", ") } }
     })
 }
 
@@ -159,11 +152,22 @@ pub fn core_for(
         CODEGEN_FLAGS.join(" ").as_bytes(),
     ]);
     let root = cache.join("rust-core");
-    let dir = root.join(format!("{}-{}", tc.release, &key[..16]));
-    if dir.join("libcore.rlib").is_file() && dir.join("libcompiler_builtins.rlib").is_file() {
+    let name = format!("{}-{}", tc.release, &key[..16]);
+    let dir = root.join(&name);
+    let complete = |dir: &Path| dir.join("libcore.rlib").is_file() && dir.join("libcompiler_builtins.rlib").is_file();
+    // Entries appear by rename, complete: no lock needed to use one.
+    if complete(&dir) {
         return Ok(Sysroot { dir });
     }
     std::fs::create_dir_all(&root).map_err(|e| KmodError::io(format!("creating {}", root.display()), e))?;
+    // Building one is serialised: a second run waits, then finds the first one's build.
+    let lock_path = root.join(format!("{name}.lock"));
+    let _lock = crate::fsutil::FileLock::acquire(&lock_path)
+        .map_err(|e| KmodError::io(format!("locking {}", lock_path.display()), e))?;
+    if complete(&dir) {
+        return Ok(Sysroot { dir });
+    }
+    super::sweep_stale_scratch(&root);
     let scratch = tempfile::Builder::new()
         .prefix(".build-")
         .tempdir_in(&root)
@@ -191,17 +195,17 @@ pub fn core_for(
         .arg(scratch.path())
         .arg(builtins_src);
     run_capture(&mut c).map_err(|e| KmodError::tool("building the compiler_builtins stub", e))?;
+    // Under the lock, a dir still here is an incomplete one: replace it, or the rename would
+    // fail on it forever.
+    if dir.exists() {
+        progress.note(format!("kmod: replacing the incomplete core build {}", dir.display()));
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| KmodError::io(format!("removing the incomplete core build {}", dir.display()), e))?;
+    }
     let built = scratch.keep();
-    match std::fs::rename(&built, &dir) {
-        Ok(()) => {}
-        // Someone else finished the same build first: theirs is as good as ours.
-        Err(_) if dir.join("libcore.rlib").is_file() => {
-            let _ = std::fs::remove_dir_all(&built);
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&built);
-            return Err(KmodError::io(format!("renaming the core build into {}", dir.display()), e));
-        }
+    if let Err(e) = std::fs::rename(&built, &dir) {
+        let _ = std::fs::remove_dir_all(&built);
+        return Err(KmodError::io(format!("renaming the core build into {}", dir.display()), e));
     }
     progress.note(format!("kmod: core built in {:.1} s", started.elapsed().as_secs_f64()));
     Ok(Sysroot { dir })

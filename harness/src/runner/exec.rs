@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use klp_protocol::{errno_by_name, Condition, EntryKind, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
 
 use super::outcome::{Failure, StepTiming};
-use crate::image::GUEST_MODULE_DIR;
 use crate::snapshot::{SnapshotResult, SnapshotSettings, SnapshotStatus};
 use crate::suite::{Case, KmsgStep, PatchStateStep, ReadStep, ReaderStep, Step, WaitStep};
 
@@ -137,7 +136,7 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
     let errno = |e: &Option<crate::suite::ErrnoName>| e.as_ref().map(|s| s.value.clone());
     Ok(match step {
         Step::Load(m) => {
-            let path = format!("{GUEST_MODULE_DIR}/{}.ko", m.module);
+            let path = crate::image::guest_module_path(&m.module);
             expect_outcome(guest.load_module(&path, &m.params)?, errno(&m.expect_errno).as_deref())
         }
         Step::Unload(m) => expect_outcome(guest.unload_module(&m.module)?, errno(&m.expect_errno).as_deref()),

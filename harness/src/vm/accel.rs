@@ -67,6 +67,10 @@ pub fn probe_accel(
         return Ok((Accel::Tcg, format!("TCG: {why}")));
     }
     let cache_file = cache_dir.join(CACHE_FILE);
+    // Two first runs at once would both pay the probe and one would drop the other's entry.
+    let lock = cache_dir.join("accel-probe.lock");
+    let _lock =
+        crate::fsutil::FileLock::acquire(&lock).map_err(|e| VmError::io(format!("locking {}", lock.display()), e))?;
     let key = host_key(&probe.vmlinuz);
     let mut cache: BTreeMap<String, Remembered> =
         std::fs::read_to_string(&cache_file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
