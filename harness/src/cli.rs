@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::kernel::{self, KernelSpec};
+use crate::kernel::{self, KernelSpec, Pins};
 use crate::progress::Progress;
 use crate::runner::{self, RunConfig};
 use crate::snapshot::{SnapshotMode, SnapshotSettings};
@@ -28,6 +28,30 @@ pub enum Command {
     /// Stored regression snapshots.
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
+    /// The pinned kernels of images/kernels.yaml.
+    #[command(subcommand)]
+    Kernels(KernelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelsCommand {
+    /// What is pinned, whether it is cached, and what the archive has now for each pin.
+    List {
+        /// Download fresh package lists first (otherwise the cached lists are used).
+        #[arg(long)]
+        refresh: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Move every pin to the newest package of its suite and flavour (on the same kernel
+    /// line), rewrite images/kernels.yaml and print what changed.
+    Update {
+        /// Print what would change without writing the file.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,8 +59,9 @@ pub enum SnapshotsCommand {
     /// What appeared, disappeared and changed between two kernels' snapshots, case by case.
     /// Exit 0 when identical, 1 when they differ, 2 on error.
     Diff {
-        /// Exactly two kernels: `debian`, `debian:<abi>` or a build tree (only its release is
-        /// needed; nothing is downloaded).
+        /// Exactly two kernels: pinned names (`6.1`, `6.12`), `debian:<abi>`,
+        /// `debian/<suite>:<abi>` or a build tree (only their releases are needed; nothing is
+        /// downloaded).
         #[arg(long = "kernel", value_name = "SPEC", num_args = 1, required = true)]
         kernels: Vec<String>,
         /// Where snapshots are stored [default: <workspace>/suites/snapshots].
@@ -63,9 +88,11 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct ConformanceArgs {
-    /// Kernel to test: `debian` (follows linux-image-amd64), `debian:<abi>`, or a build tree.
-    /// Repeat for several kernels.
-    #[arg(long = "kernel", value_name = "SPEC", default_value = "debian")]
+    /// Kernel to test: a pinned kernel of images/kernels.yaml (`6.1`, `5.10`, `6.12`, `7.2`,
+    /// `6.1-rt`, …), `matrix` (every pinned kernel of the matrix), `debian` (follows bookworm's
+    /// linux-image-amd64), `debian:<abi>`, `debian/<suite>:<abi>`, or a build tree. Repeatable.
+    /// [default: the pinned default]
+    #[arg(long = "kernel", value_name = "SPEC")]
     pub kernels: Vec<String>,
     /// Suite to run, by name (suites/<NAME>.yaml) or path. Repeatable; default: every suite.
     #[arg(long = "suite", value_name = "NAME|PATH")]
@@ -92,8 +119,10 @@ pub struct ConformanceArgs {
 
 #[derive(Debug, Args)]
 pub struct KernelArgs {
-    #[arg(long = "kernel", value_name = "SPEC", default_value = "debian")]
-    pub kernel: String,
+    /// A pinned kernel, `debian`, `debian:<abi>`, `debian/<suite>:<abi>` or a build tree
+    /// [default: the pinned default].
+    #[arg(long = "kernel", value_name = "SPEC")]
+    pub kernel: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -111,6 +140,23 @@ pub struct CommonArgs {
 impl CommonArgs {
     fn cache(&self) -> PathBuf {
         self.cache.clone().unwrap_or_else(kernel::default_cache_dir)
+    }
+
+    fn pins(&self) -> Result<Pins, String> {
+        Pins::load_workspace(&self.workspace).map_err(|e| e.to_string())
+    }
+
+    /// `--kernel` arguments as specs (`matrix` expanded); none means the pinned default.
+    fn kernel_specs(&self, args: &[String]) -> Result<Vec<KernelSpec>, String> {
+        let pins = self.pins()?;
+        if args.is_empty() {
+            return Ok(vec![KernelSpec::Pinned(pins.default_pin().clone())]);
+        }
+        let mut specs = Vec::new();
+        for a in args {
+            specs.extend(KernelSpec::parse_all(a, &pins).map_err(|e| e.to_string())?);
+        }
+        Ok(specs)
     }
 }
 
@@ -165,8 +211,14 @@ pub fn execute(cmd: Command) -> i32 {
             Ok(())
         }),
         Command::Snapshots(SnapshotsCommand::Diff { kernels, snapshot_dir, common }) => {
-            let dir = snapshot_dir.unwrap_or_else(|| common.workspace.join("suites/snapshots"));
-            snapshots_diff(&kernels, &dir)
+            let dir = snapshot_dir.clone().unwrap_or_else(|| common.workspace.join("suites/snapshots"));
+            snapshots_diff(&kernels, &dir, &common)
+        }
+        Command::Kernels(KernelsCommand::List { refresh, common }) => {
+            report_result(crate::kernel::pin_tools::list(&common.pins(), &common.cache(), refresh, &progress))
+        }
+        Command::Kernels(KernelsCommand::Update { dry_run, common }) => {
+            report_result(crate::kernel::pin_tools::update(&common.pins(), &common.cache(), dry_run, &progress))
         }
         Command::Kernel(a) => with_kernel(&a, &progress, |k| {
             println!("{}", serde_json::to_string_pretty(k).expect("kernel serialises"));
@@ -175,10 +227,24 @@ pub fn execute(cmd: Command) -> i32 {
     }
 }
 
+fn report_result(result: Result<(), String>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS
+        }
+    }
+}
+
 fn with_kernel(a: &KernelArgs, progress: &Progress, f: impl FnOnce(&kernel::Kernel) -> Result<(), String>) -> i32 {
-    let result = KernelSpec::parse(&a.kernel)
-        .and_then(|spec| kernel::resolve(&spec, &a.common.cache(), progress))
-        .map_err(|e| runner::chain_error(&e))
+    let result = a
+        .common
+        .kernel_specs(a.kernel.as_slice())
+        .and_then(|specs| match specs.as_slice() {
+            [spec] => kernel::resolve(spec, &a.common.cache(), progress).map_err(|e| runner::chain_error(&e)),
+            _ => Err("this command takes one kernel, not the matrix".into()),
+        })
         .and_then(|k| f(&k));
     match result {
         Ok(()) => 0,
@@ -191,8 +257,7 @@ fn with_kernel(a: &KernelArgs, progress: &Progress, f: impl FnOnce(&kernel::Kern
 
 fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<RunConfig, String> {
-        let kernels =
-            a.kernels.iter().map(|k| KernelSpec::parse(k)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let kernels = a.common.kernel_specs(&a.kernels)?;
         let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
             .map_err(|e| e.to_string())?;
         if suites.is_empty() {
@@ -236,12 +301,13 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     }
 }
 
-fn snapshots_diff(kernels: &[String], dir: &std::path::Path) -> i32 {
+fn snapshots_diff(kernels: &[String], dir: &std::path::Path, common: &CommonArgs) -> i32 {
     let releases = (|| -> Result<Vec<String>, String> {
-        if kernels.len() != 2 {
-            return Err(format!("snapshots diff takes exactly two --kernel, got {}", kernels.len()));
+        let specs = common.kernel_specs(kernels)?;
+        if specs.len() != 2 {
+            return Err(format!("snapshots diff takes exactly two kernels, got {}", specs.len()));
         }
-        kernels.iter().map(|k| KernelSpec::parse(k).and_then(|s| s.release()).map_err(|e| e.to_string())).collect()
+        specs.iter().map(|s| s.release(&common.cache()).map_err(|e| e.to_string())).collect()
     })();
     let releases = match releases {
         Ok(r) => r,

@@ -1,60 +1,122 @@
-//! Debian kernels from apt: `apt-get download` + `dpkg-deb -x` into a cache, no root needed.
+//! Debian kernels: found in klp-conform's own apt lists ([`super::apt`]), fetched with
+//! `apt-get download` and extracted with `dpkg-deb -x` into the cache. No root, no triggers, no
+//! change to the host, any number of kernels side by side.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::apt::{self, AptRoot};
 use super::{Kernel, KernelError};
 use crate::progress::Progress;
 use crate::tools::{require_tool, run_capture};
 
+/// The suite `debian` and `debian:<abi>` mean: the host's own release.
+pub const DEFAULT_SUITE: &str = "bookworm";
+
+/// What to fetch: a kernel ABI from a suite, optionally at an exact package version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub suite: &'a str,
+    pub abi: &'a str,
+    /// `None`: whatever the suite has now.
+    pub version: Option<&'a str>,
+    /// What the user called it (`6.1`, `debian/sid:7.2.13+deb14-amd64`), kept in the result.
+    pub spec: String,
+}
+
 pub struct DebianFetcher {
-    root: PathBuf,
+    cache: PathBuf,
 }
 
 impl DebianFetcher {
-    /// `root` holds one directory per ABI: `<abi>/debs`, `<abi>/root`, `<abi>/kernel.json`.
-    pub fn new(root: PathBuf) -> Self {
-        Self { root }
+    /// `cache` is klp-conform's cache dir: kernels go to `kernels/<abi>/`, apt lists to `apt/`.
+    pub fn new(cache: &Path) -> Self {
+        Self { cache: cache.to_path_buf() }
     }
 
-    /// Fetch and extract `linux-image-<abi>-unsigned` and its headers, or reuse the cache.
-    pub fn fetch(&self, abi: &str, progress: &Progress) -> Result<Kernel, KernelError> {
-        let dir = self.root.join(abi);
+    fn kernels(&self) -> PathBuf {
+        self.cache.join("kernels")
+    }
+
+    /// The ABI the meta package `linux-image-<flavour>` of `suite` points to now.
+    pub fn current_abi(
+        &self,
+        suite: &str,
+        flavour: &str,
+        progress: &Progress,
+    ) -> Result<(String, String), KernelError> {
+        let apt = AptRoot::new(&self.cache, suite)?;
+        apt.ensure(false, progress)?;
+        let meta = format!("linux-image-{flavour}");
+        let stanza = apt.show(&meta)?.ok_or_else(|| KernelError::NoPackage {
+            what: meta.clone(),
+            detail: format!("the {suite} lists do not have it"),
+        })?;
+        let abi = apt::field(&stanza, "Depends").as_deref().and_then(meta_depends_abi).ok_or_else(|| {
+            KernelError::NoPackage { what: meta.clone(), detail: format!("no linux-image-<abi> dependency in {suite}") }
+        })?;
+        let image = image_package(&apt, &abi, None)?;
+        Ok((abi, image.1))
+    }
+
+    /// Fetch and extract the image (unsigned when Debian splits it), the headers and their
+    /// companions (`-common` headers, kbuild), or reuse the cache.
+    pub fn fetch(&self, req: &Request<'_>, progress: &Progress) -> Result<Kernel, KernelError> {
+        let abi = req.abi;
+        let dir = self.kernels().join(abi);
         let meta = dir.join("kernel.json");
-        let lock_path = self.root.join(format!("{abi}.lock"));
+        let lock_path = self.kernels().join(format!("{abi}.lock"));
         let _lock = crate::fsutil::FileLock::acquire(&lock_path)
             .map_err(|e| KernelError::io(format!("locking {}", lock_path.display()), e))?;
-        if let Ok(text) = std::fs::read_to_string(&meta) {
-            if let Ok(k) = serde_json::from_str::<Kernel>(&text) {
-                if k.vmlinuz.is_file() && k.headers_dir.join("Makefile").is_file() {
-                    progress.note(format!("kernel {abi}: cached in {}", dir.display()));
-                    return Ok(k);
-                }
+        if let Some(mut k) = read_cached(&meta) {
+            if req.version.is_none_or(|v| v == k.version) {
+                progress.note(format!("kernel {abi}: cached in {}", dir.display()));
+                k.spec = req.spec.clone();
+                return Ok(k);
             }
+            progress.note(format!(
+                "kernel {abi}: cached package {} is not the pinned {}",
+                k.version,
+                req.version.unwrap_or("")
+            ));
         }
-        require_tool("apt-get", "apt", "download Debian kernel packages")?;
         require_tool("dpkg-deb", "dpkg", "extract Debian kernel packages")?;
-
-        let image_pkg = format!("linux-image-{abi}-unsigned");
-        let version = package_version(&image_pkg)?;
+        let apt = AptRoot::new(&self.cache, req.suite)?;
+        apt.ensure(false, progress)?;
+        // Lists older than the pin (or than a new ABI) are refreshed once before giving up.
+        let (image_pkg, version) = match image_package(&apt, abi, req.version) {
+            Ok(found) => found,
+            Err(_) => {
+                apt.ensure(true, progress)?;
+                image_package(&apt, abi, req.version)?
+            }
+        };
         let headers_pkg = format!("linux-headers-{abi}");
-        let headers_deps = package_field(&headers_pkg, &version, "Depends")?;
+        let headers = apt.show(&format!("{headers_pkg}={version}"))?.ok_or_else(|| KernelError::NoPackage {
+            what: format!("{headers_pkg}={version}"),
+            detail: format!("{} has the image but not its headers", req.suite),
+        })?;
+        let image = apt.show(&format!("{image_pkg}={version}"))?.unwrap_or_default();
         let mut pkgs = vec![format!("{image_pkg}={version}"), format!("{headers_pkg}={version}")];
-        for dep in header_companions(&headers_deps) {
-            pkgs.push(format!("{dep}={version}"));
+        let mut deps = companions(&apt::field(&image, "Depends").unwrap_or_default(), abi);
+        deps.extend(companions(&apt::field(&headers, "Depends").unwrap_or_default(), abi));
+        deps.sort();
+        deps.dedup();
+        for dep in &deps {
+            // kbuild's version can differ from the kernel's (linux-kbuild-6.1 (>= 6.1.192-3)):
+            // take the exact one when it exists, else the newest the suite has.
+            if apt.show(&format!("{dep}={version}"))?.is_some() {
+                pkgs.push(format!("{dep}={version}"));
+            } else {
+                pkgs.push(dep.clone());
+            }
         }
 
         let debs = dir.join("debs");
         let _ = std::fs::remove_dir_all(&debs);
         std::fs::create_dir_all(&debs).map_err(|e| KernelError::io(format!("creating {}", debs.display()), e))?;
-        progress.note(format!("kernel {abi}: downloading {} packages ({version})", pkgs.len()));
-        run_capture(
-            Command::new("apt-get")
-                .current_dir(&debs)
-                // root cannot hand the download to the _apt user in a private cache dir
-                .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
-                .args(&pkgs),
-        )?;
+        progress.note(format!("kernel {abi}: downloading {} packages ({version}) from {}", pkgs.len(), req.suite));
+        apt.download(&debs, &pkgs)?;
 
         // Extract into a scratch dir and rename it, so an interrupted run never leaves a
         // half-extracted tree that the next run would take as complete.
@@ -71,84 +133,97 @@ impl DebianFetcher {
         for deb in &entries {
             run_capture(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&scratch))?;
         }
-        let release = abi.to_string();
-        let headers_dir = scratch.join("usr/src").join(format!("linux-headers-{release}"));
+        let headers_dir = scratch.join("usr/src").join(format!("linux-headers-{abi}"));
         relocate_headers_makefile(&headers_dir, &scratch, &root)?;
         let _ = std::fs::remove_dir_all(&root);
         std::fs::rename(&scratch, &root).map_err(|e| KernelError::io("renaming the extracted kernel", e))?;
         let _ = std::fs::remove_dir_all(&debs);
 
-        let kernel = Kernel {
-            spec: format!("debian:{abi}"),
-            release: release.clone(),
-            version,
-            vmlinuz: root.join("boot").join(format!("vmlinuz-{release}")),
-            modules_dir: root.join("lib/modules").join(&release),
-            headers_dir: root.join("usr/src").join(format!("linux-headers-{release}")),
-            config: root.join("boot").join(format!("config-{release}")),
+        // Debian moved the image's files from /boot and /lib/modules to /usr/lib/modules/<abi>/
+        // (7.x); take them from wherever this package put them.
+        let first = |what: &str, candidates: &[PathBuf]| {
+            candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| KernelError::IncompleteTree {
+                tree: root.clone(),
+                missing: format!(
+                    "{what} (looked for {})",
+                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            })
         };
-        for (what, p) in [("vmlinuz", &kernel.vmlinuz), ("config", &kernel.config)] {
-            if !p.is_file() {
-                return Err(KernelError::IncompleteTree {
-                    tree: root.clone(),
-                    missing: format!("{what} {}", p.display()),
-                });
-            }
-        }
+        let usr_modules = root.join("usr/lib/modules").join(abi);
+        let kernel = Kernel {
+            spec: req.spec.clone(),
+            release: abi.to_string(),
+            version: version.clone(),
+            vmlinuz: first(
+                "vmlinuz",
+                &[root.join("boot").join(format!("vmlinuz-{abi}")), usr_modules.join("vmlinuz")],
+            )?,
+            modules_dir: first("the modules directory", &[root.join("lib/modules").join(abi), usr_modules.clone()])?,
+            headers_dir: root.join("usr/src").join(format!("linux-headers-{abi}")),
+            config: first("config", &[root.join("boot").join(format!("config-{abi}")), usr_modules.join("config")])?,
+            debian_suite: Some(req.suite.to_string()),
+        };
         crate::fsutil::write_atomic(&meta, serde_json::to_string_pretty(&kernel).unwrap().as_bytes())
             .map_err(|e| KernelError::io(format!("writing {}", meta.display()), e))?;
         Ok(kernel)
     }
+
+    /// The cached kernel of `abi`, if one is there (nothing is downloaded).
+    pub fn cached(&self, abi: &str) -> Option<Kernel> {
+        read_cached(&self.kernels().join(abi).join("kernel.json"))
+    }
 }
 
-/// The ABI that `linux-image-amd64` depends on in this host's apt lists.
-pub fn default_abi() -> Result<String, KernelError> {
-    require_tool("apt-cache", "apt", "look up Debian kernel packages")?;
-    let out = run_capture(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
-    parse_meta_depends(&out).ok_or_else(|| KernelError::NoPackage {
-        what: "linux-image-amd64".into(),
-        detail: "apt-cache knows no linux-image-<abi> dependency; run `apt-get update` first".into(),
+fn read_cached(meta: &Path) -> Option<Kernel> {
+    let k: Kernel = serde_json::from_str(&std::fs::read_to_string(meta).ok()?).ok()?;
+    (k.vmlinuz.is_file() && k.headers_dir.join("Makefile").is_file()).then_some(k)
+}
+
+/// The image package of `abi` (`-unsigned` where Debian still splits signed and unsigned
+/// images: the same kernel, without the EFI signature) and its version (`version` or the
+/// newest the lists have).
+fn image_package(apt: &AptRoot, abi: &str, version: Option<&str>) -> Result<(String, String), KernelError> {
+    for pkg in [format!("linux-image-{abi}-unsigned"), format!("linux-image-{abi}")] {
+        let what = match version {
+            Some(v) => format!("{pkg}={v}"),
+            None => pkg.clone(),
+        };
+        if let Some(stanza) = apt.show(&what)? {
+            let v = apt::field(&stanza, "Version").unwrap_or_default();
+            return Ok((pkg, v));
+        }
+    }
+    Err(KernelError::NoPackage {
+        what: format!("linux-image-{abi}{}", version.map(|v| format!(" = {v}")).unwrap_or_default()),
+        detail: format!(
+            "the {} lists do not have it (the archive may have dropped it): see what is there with \
+             `cargo xtask kernels list`, move the pins with `cargo xtask kernels update`",
+            apt.suite()
+        ),
     })
 }
 
-/// `apt-cache depends linux-image-amd64` → the ABI of its first `linux-image-*` dependency.
-fn parse_meta_depends(out: &str) -> Option<String> {
-    out.lines()
-        .filter_map(|l| l.trim().trim_start_matches('|').strip_prefix("Depends: "))
-        .filter_map(|d| d.trim().strip_prefix("linux-image-"))
-        .map(|abi| abi.trim_end_matches("-unsigned").to_string())
-        .next()
-}
-
-fn package_version(pkg: &str) -> Result<String, KernelError> {
-    let out = run_capture(Command::new("apt-cache").args(["show", "--no-all-versions", pkg])).map_err(|_| {
-        KernelError::NoPackage {
-            what: pkg.into(),
-            detail: "apt-cache does not know it; check the ABI with `apt-cache search linux-image-6` or run `apt-get update`"
-                .into(),
-        }
-    })?;
-    field(&out, "Version").ok_or_else(|| KernelError::NoPackage { what: pkg.into(), detail: "no Version field".into() })
-}
-
-fn package_field(pkg: &str, version: &str, name: &str) -> Result<String, KernelError> {
-    let out = run_capture(Command::new("apt-cache").args(["show", &format!("{pkg}={version}")])).map_err(|_| {
-        KernelError::NoPackage { what: format!("{pkg}={version}"), detail: "apt-cache does not know it".into() }
-    })?;
-    Ok(field(&out, name).unwrap_or_default())
-}
-
-fn field(stanza: &str, name: &str) -> Option<String> {
-    stanza.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")).map(str::to_string))
-}
-
-/// The header package's own companions (`-common` headers and kbuild) from its Depends line;
-/// compilers and other tools are the host's business.
-fn header_companions(depends: &str) -> Vec<String> {
+/// `linux-image-6.1.0-57-amd64 (= 6.1.192-3)` (a meta package's Depends) → the ABI.
+fn meta_depends_abi(depends: &str) -> Option<String> {
     depends
-        .split(',')
+        .split([',', '|'])
         .filter_map(|d| d.split_whitespace().next())
-        .filter(|n| n.starts_with("linux-headers-") || n.starts_with("linux-kbuild-"))
+        .filter_map(|d| d.strip_prefix("linux-image-"))
+        .map(|abi| abi.trim_end_matches("-unsigned").to_string())
+        .find(|abi| abi.chars().next().is_some_and(|c| c.is_ascii_digit()))
+}
+
+/// The packages that make up a kernel besides its image and headers package, from their
+/// Depends: the `-common` headers and kbuild, and (7.x, where the image package is a meta
+/// package) the packages named after the ABI that hold the binary, the modules and the config.
+/// Compilers and other tools are the toolchain's business.
+fn companions(depends: &str, abi: &str) -> Vec<String> {
+    depends
+        .split([',', '|'])
+        .filter_map(|d| d.split_whitespace().next())
+        .filter(|n| n.starts_with("linux-headers-") || n.starts_with("linux-kbuild-") || n.contains(abi))
+        .filter(|n| !n.starts_with("linux-image-"))
         .map(str::to_string)
         .collect()
 }
@@ -172,15 +247,29 @@ mod tests {
 
     #[test]
     fn meta_depends() {
-        let out = "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n";
-        assert_eq!(parse_meta_depends(out).as_deref(), Some("6.1.0-56-amd64"));
-        assert_eq!(parse_meta_depends("linux-image-amd64\n"), None);
+        assert_eq!(meta_depends_abi("linux-image-6.1.0-57-amd64 (= 6.1.192-3)").as_deref(), Some("6.1.0-57-amd64"));
+        assert_eq!(
+            meta_depends_abi("linux-image-7.2.13+deb14-amd64-unsigned (= 7.2.13-1)").as_deref(),
+            Some("7.2.13+deb14-amd64")
+        );
+        assert_eq!(meta_depends_abi("linux-image-amd64-signed-template"), None);
+        assert_eq!(meta_depends_abi(""), None);
     }
 
     #[test]
-    fn companions() {
+    fn companions_of_headers_and_split_images() {
         let d =
             "linux-headers-6.1.0-56-common (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), linux-compiler-gcc-12-x86";
-        assert_eq!(header_companions(d), vec!["linux-headers-6.1.0-56-common", "linux-kbuild-6.1"]);
+        assert_eq!(companions(d, "6.1.0-56-amd64"), vec!["linux-headers-6.1.0-56-common", "linux-kbuild-6.1"]);
+        let img = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.2.13+deb14-amd64 (= 7.2.13-1), linux-binary-7.2.13+deb14-amd64 (= 7.2.13-1), linux-modules-7.2.13+deb14-amd64 (= 7.2.13-1)";
+        assert_eq!(
+            companions(img, "7.2.13+deb14-amd64"),
+            ["linux-base-7.2.13+deb14-amd64", "linux-binary-7.2.13+deb14-amd64", "linux-modules-7.2.13+deb14-amd64"]
+        );
+        let hdr = "linux-base (>= 4.12~), linux-headers-6.12.95+deb12-common (= 6.12.95-1~bpo12+1), linux-image-6.12.95+deb12-amd64 (= 6.12.95-1~bpo12+1) | linux-image-6.12.95+deb12-amd64-unsigned (= 6.12.95-1~bpo12+1), linux-kbuild-6.12.95+deb12, gcc-12";
+        assert_eq!(
+            companions(hdr, "6.12.95+deb12-amd64"),
+            ["linux-headers-6.12.95+deb12-common", "linux-kbuild-6.12.95+deb12"]
+        );
     }
 }

@@ -30,5 +30,6 @@ pub fn from_tree(tree: &Path) -> Result<Kernel, KernelError> {
         modules_dir: tree.clone(),
         headers_dir: tree.clone(),
         config: need(".config")?,
+        debian_suite: None,
     })
 }

@@ -4,41 +4,68 @@
 //! resolved into a [`Kernel`]: the boot image, the modules tree, the headers tree that kbuild
 //! builds out-of-tree modules against, the config and the release. The host's /boot is never used.
 
+pub mod apt;
 mod debian;
 mod local;
+pub mod pin_tools;
+pub mod pins;
 
 use std::path::{Path, PathBuf};
 
-pub use debian::DebianFetcher;
+pub use debian::{DebianFetcher, DEFAULT_SUITE};
+pub use pins::{Pin, Pins, PinsError};
 
 use crate::progress::Progress;
 
 /// How a kernel was named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelSpec {
-    /// `debian`: whatever `linux-image-amd64` points to in the apt lists of this host.
+    /// A kernel pinned in `images/kernels.yaml` by its short name (`6.1`, `5.10`, `6.1-rt`).
+    Pinned(Pin),
+    /// `debian`: whatever bookworm's `linux-image-amd64` points to now.
     DebianDefault,
-    /// `debian:<abi>`, e.g. `debian:6.1.0-50-amd64` or `debian:6.1.0-56-rt-amd64`.
-    DebianAbi(String),
+    /// `debian:<abi>` (a bookworm kernel) or `debian/<suite>:<abi>` (any suite).
+    Debian { suite: String, abi: String },
     /// A local kernel build tree (`make bzImage modules` done in it).
     LocalTree(PathBuf),
 }
 
 impl KernelSpec {
-    pub fn parse(s: &str) -> Result<Self, KernelError> {
+    /// One `--kernel` argument: `matrix` names every kernel of the pinned matrix, anything else
+    /// names one kernel.
+    pub fn parse_all(s: &str, pins: &Pins) -> Result<Vec<Self>, KernelError> {
+        if s == "matrix" {
+            return Ok(pins.matrix.iter().map(|n| Self::Pinned(pins.get(n).expect("validated").clone())).collect());
+        }
+        Self::parse(s, pins).map(|k| vec![k])
+    }
+
+    pub fn parse(s: &str, pins: &Pins) -> Result<Self, KernelError> {
+        if let Some(pin) = pins.get(s) {
+            return Ok(Self::Pinned(pin.clone()));
+        }
         if s == "debian" {
             return Ok(Self::DebianDefault);
         }
-        if let Some(abi) = s.strip_prefix("debian:") {
-            let ok =
-                !abi.is_empty() && abi.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '+');
-            if !ok {
-                return Err(KernelError::BadSpec {
+        let debian = |suite: &str, abi: &str| {
+            let ok = !abi.is_empty()
+                && abi.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '+')
+                && apt::valid_suite(suite);
+            if ok {
+                Ok(Self::Debian { suite: suite.into(), abi: abi.into() })
+            } else {
+                Err(KernelError::BadSpec {
                     spec: s.into(),
-                    why: "expected debian:<abi>, e.g. debian:6.1.0-50-amd64".into(),
-                });
+                    why: "expected debian:<abi> or debian/<suite>:<abi>, e.g. debian/sid:7.2.13+deb14-amd64".into(),
+                })
             }
-            return Ok(Self::DebianAbi(abi.into()));
+        };
+        if let Some(abi) = s.strip_prefix("debian:") {
+            return debian(DEFAULT_SUITE, abi);
+        }
+        if let Some(rest) = s.strip_prefix("debian/") {
+            let (suite, abi) = rest.split_once(':').unwrap_or((rest, ""));
+            return debian(suite, abi);
         }
         let p = Path::new(s);
         if p.is_dir() {
@@ -46,19 +73,24 @@ impl KernelSpec {
         }
         Err(KernelError::BadSpec {
             spec: s.into(),
-            why: "expected `debian`, `debian:<abi>` or the path of a kernel build tree".into(),
+            why: format!(
+                "expected a pinned kernel ({}), `matrix`, `debian`, `debian:<abi>`, `debian/<suite>:<abi>` \
+                 or the path of a kernel build tree",
+                pins.names().join(", ")
+            ),
         })
     }
-}
 
-impl KernelSpec {
-    /// The release (`uname -r`) this spec names, without downloading anything: the ABI for
-    /// `debian:<abi>`, what linux-image-amd64 points to for `debian`, the tree's
+    /// The release (`uname -r`) this spec names, without downloading anything: the pinned or
+    /// named ABI, what bookworm's linux-image-amd64 points to for `debian`, the tree's
     /// `include/config/kernel.release` for a build tree.
-    pub fn release(&self) -> Result<String, KernelError> {
+    pub fn release(&self, cache: &Path) -> Result<String, KernelError> {
         match self {
-            Self::DebianAbi(abi) => Ok(abi.clone()),
-            Self::DebianDefault => debian::default_abi(),
+            Self::Pinned(pin) => Ok(pin.abi.clone()),
+            Self::Debian { abi, .. } => Ok(abi.clone()),
+            Self::DebianDefault => {
+                Ok(DebianFetcher::new(cache).current_abi(DEFAULT_SUITE, "amd64", &Progress::quiet())?.0)
+            }
             Self::LocalTree(tree) => {
                 let p = tree.join("include/config/kernel.release");
                 std::fs::read_to_string(&p)
@@ -72,8 +104,10 @@ impl KernelSpec {
 impl std::fmt::Display for KernelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Pinned(pin) => f.write_str(&pin.name),
             Self::DebianDefault => f.write_str("debian"),
-            Self::DebianAbi(abi) => write!(f, "debian:{abi}"),
+            Self::Debian { suite, abi } if suite == DEFAULT_SUITE => write!(f, "debian:{abi}"),
+            Self::Debian { suite, abi } => write!(f, "debian/{suite}:{abi}"),
             Self::LocalTree(p) => write!(f, "{}", p.display()),
         }
     }
@@ -96,6 +130,9 @@ pub struct Kernel {
     pub headers_dir: PathBuf,
     /// The kernel's `.config`.
     pub config: PathBuf,
+    /// The Debian suite a packaged kernel came from (its toolchain is that release's).
+    #[serde(default)]
+    pub debian_suite: Option<String>,
 }
 
 impl Kernel {
@@ -136,18 +173,24 @@ impl KernelError {
 
 /// Resolve a spec into a kernel, fetching and extracting Debian packages into `cache` if needed.
 pub fn resolve(spec: &KernelSpec, cache: &Path, progress: &Progress) -> Result<Kernel, KernelError> {
+    let fetcher = DebianFetcher::new(cache);
+    let request = |suite, abi, version| debian::Request { suite, abi, version, spec: spec.to_string() };
     match spec {
+        KernelSpec::Pinned(pin) => fetcher.fetch(&request(&pin.suite, &pin.abi, Some(&pin.version)), progress),
         KernelSpec::DebianDefault => {
-            let fetcher = DebianFetcher::new(cache.join("kernels"));
-            let abi = debian::default_abi()?;
-            progress.note(format!("kernel `debian` follows linux-image-amd64 → {abi}"));
-            let mut k = fetcher.fetch(&abi, progress)?;
-            k.spec = spec.to_string();
-            Ok(k)
+            let (abi, _) = fetcher.current_abi(DEFAULT_SUITE, "amd64", progress)?;
+            progress.note(format!("kernel `debian` follows {DEFAULT_SUITE}'s linux-image-amd64 → {abi}"));
+            fetcher.fetch(&request(DEFAULT_SUITE, &abi, None), progress)
         }
-        KernelSpec::DebianAbi(abi) => DebianFetcher::new(cache.join("kernels")).fetch(abi, progress),
+        KernelSpec::Debian { suite, abi } => fetcher.fetch(&request(suite, abi, None), progress),
         KernelSpec::LocalTree(tree) => local::from_tree(tree),
     }
+}
+
+/// The pinned default kernel of the checkout at `workspace` (tests and tools that need "the"
+/// kernel use the same one a plain `cargo xtask conformance` does).
+pub fn default_spec(workspace: &Path) -> Result<KernelSpec, PinsError> {
+    Ok(KernelSpec::Pinned(Pins::load_workspace(workspace)?.default_pin().clone()))
 }
 
 /// Where klp-conform keeps downloads and builds that outlive one run.
@@ -166,12 +209,32 @@ pub fn default_cache_dir() -> PathBuf {
 mod tests {
     use super::*;
 
+    fn pins() -> Pins {
+        Pins::parse(
+            Path::new("k.yaml"),
+            "version: 1\ndefault: '6.1'\nmatrix: ['6.1', '7.2']\nkernels:\n  - {name: '6.1', suite: bookworm, abi: 6.1.0-57-amd64, version: 6.1.192-3}\n  - {name: '7.2', suite: sid, abi: 7.2.13+deb14-amd64, version: 7.2.13-1}\n",
+        )
+        .unwrap()
+    }
+
     #[test]
     fn specs_parse() {
-        assert_eq!(KernelSpec::parse("debian").unwrap(), KernelSpec::DebianDefault);
-        assert_eq!(KernelSpec::parse("debian:6.1.0-50-amd64").unwrap(), KernelSpec::DebianAbi("6.1.0-50-amd64".into()));
-        assert!(KernelSpec::parse("debian:").is_err());
-        assert!(KernelSpec::parse("debian:a b").is_err());
-        assert!(KernelSpec::parse("/nonexistent/tree").is_err());
+        let p = pins();
+        assert_eq!(KernelSpec::parse("debian", &p).unwrap(), KernelSpec::DebianDefault);
+        assert_eq!(
+            KernelSpec::parse("debian:6.1.0-50-amd64", &p).unwrap(),
+            KernelSpec::Debian { suite: "bookworm".into(), abi: "6.1.0-50-amd64".into() }
+        );
+        let sid = KernelSpec::parse("debian/sid:7.2.13+deb14-amd64", &p).unwrap();
+        assert_eq!(sid, KernelSpec::Debian { suite: "sid".into(), abi: "7.2.13+deb14-amd64".into() });
+        assert_eq!(sid.to_string(), "debian/sid:7.2.13+deb14-amd64");
+        assert!(matches!(KernelSpec::parse("7.2", &p).unwrap(), KernelSpec::Pinned(ref pin) if pin.suite == "sid"));
+        assert_eq!(KernelSpec::parse_all("matrix", &p).unwrap().len(), 2);
+        assert!(KernelSpec::parse("debian:", &p).is_err());
+        assert!(KernelSpec::parse("debian/sid", &p).is_err());
+        assert!(KernelSpec::parse("debian/Sid:x", &p).is_err());
+        assert!(KernelSpec::parse("debian:a b", &p).is_err());
+        let e = KernelSpec::parse("/nonexistent/tree", &p).unwrap_err().to_string();
+        assert!(e.contains("a pinned kernel (6.1, 7.2)"), "{e}");
     }
 }

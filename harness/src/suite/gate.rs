@@ -94,6 +94,7 @@ mod tests {
             modules_dir: "/nope".into(),
             headers_dir: "/nope".into(),
             config: cfg,
+            debian_suite: None,
         };
         (k, dir)
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use klp_conform::image;
-use klp_conform::kernel::{self, Kernel, KernelSpec};
+use klp_conform::kernel::{self, Kernel};
 use klp_conform::progress::Progress;
 use klp_conform::vm::{Accel, VmConfig};
 
@@ -26,7 +26,9 @@ pub fn workspace_root() -> PathBuf {
 /// the VM's boot modules (pvpanic) in a fresh temporary directory.
 pub fn fixture() -> Fixture {
     let progress = Progress::new();
-    let kernel = kernel::resolve(&KernelSpec::DebianDefault, &kernel::default_cache_dir(), &progress).unwrap();
+    let kernel =
+        kernel::resolve(&kernel::default_spec(&workspace_root()).unwrap(), &kernel::default_cache_dir(), &progress)
+            .unwrap();
     let agent = image::agent_binary(&workspace_root(), &progress).unwrap();
     let (boot_image, how) = image::boot_image(&kernel, &kernel::default_cache_dir(), &progress).unwrap();
     progress.note(format!("booting {}: {how}", boot_image.display()));
