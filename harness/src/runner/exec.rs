@@ -9,7 +9,7 @@ use klp_protocol::{errno_by_name, Condition, EntryKind, Errno, KmsgRecord, Reade
 
 use super::outcome::{Failure, StepTiming};
 use crate::snapshot::{SnapshotResult, SnapshotSettings, SnapshotStatus};
-use crate::suite::{Case, KmsgStep, PatchStateStep, ReadStep, ReaderStep, Step, WaitStep};
+use crate::suite::{Case, KmsgStep, PatchStateStep, PerKernel, ReadStep, ReaderStep, Step, WaitStep};
 
 /// The guest as the executor needs it. The real one is a VM with the agent; unit tests use a
 /// fake. `Ok(Err(errno))` is an observation (the kernel said no); `Err(GuestError)` means the
@@ -153,11 +153,11 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
             holds_now(guest, Condition::Absent { path: p.clone() }, || (format!("{p} is absent"), "it exists"))?
         }
         Step::Stays(st) => {
-            let cond = Condition::FileNotEquals { path: st.path.clone(), value: st.equals.clone() };
+            let cond = Condition::FileNotEquals { path: st.path.clone(), value: st.equals.planned().clone() };
             let (changed, last) = guest.wait_for(cond, Duration::from_secs_f64(st.for_s))?;
             if changed {
                 Err((
-                    format!("{} to stay {:?} for {}s", st.path, st.equals, st.for_s),
+                    format!("{} to stay {:?} for {}s", st.path, st.equals.planned(), st.for_s),
                     format!("it became {:?}", last.unwrap_or_default().trim_end()),
                 ))
             } else {
@@ -166,7 +166,7 @@ fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepRe
         }
         Step::Tree(t) => match guest.list_tree(&t.path)? {
             Err(e) => Err((format!("the tree below {}", t.path), describe_errno(&e))),
-            Ok(entries) => compare_text(&normalise_listing(&t.equals), &render_tree(&entries)),
+            Ok(entries) => compare_text(&normalise_listing(t.equals.planned()), &render_tree(&entries)),
         },
         Step::Mark(name) => {
             let next = guest.read_kmsg(0)?.last().map_or(0, |r| r.seq + 1);
@@ -311,7 +311,7 @@ fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, Strin
     let livepatchy = |t: &str| t.contains("livepatch") || t.contains("klp");
     let matching = |p: &str| records.iter().filter(|r| pattern_matches(p, &r.text)).count();
     let mut from = 0;
-    for want in &k.contains {
+    for want in k.contains.planned() {
         match records[from..].iter().position(|r| pattern_matches(want, &r.text)) {
             Some(i) => from += i + 1,
             None => {
@@ -326,7 +326,7 @@ fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, Strin
             }
         }
     }
-    for unwanted in &k.absent {
+    for unwanted in k.absent.planned() {
         if let Some(r) = records.iter().find(|r| pattern_matches(unwanted, &r.text)) {
             return Err((format!("no record matching {unwanted:?}"), r.text.clone()));
         }
@@ -433,17 +433,17 @@ fn check_read(r: &ReadStep, got: Result<String, Errno>) -> Result<(), (String, S
         Err(e) => return Err(("a readable file".into(), describe_errno(&e))),
     };
     let value = text.trim_end_matches('\n');
-    if let Some(want) = &r.equals {
+    if let Some(want) = r.equals.as_ref().map(PerKernel::planned) {
         if value != want {
             return Err((format!("{want:?}"), format!("{value:?}")));
         }
     }
-    if let Some(unwanted) = &r.not_equals {
+    if let Some(unwanted) = r.not_equals.as_ref().map(PerKernel::planned) {
         if value == unwanted {
             return Err((format!("anything but {unwanted:?}"), format!("{value:?}")));
         }
     }
-    if let Some(needle) = &r.contains {
+    if let Some(needle) = r.contains.as_ref().map(PerKernel::planned) {
         if !value.contains(needle.as_str()) {
             return Err((format!("text containing {needle:?}"), format!("{value:?}")));
         }
@@ -486,7 +486,7 @@ fn run_wait(w: &WaitStep, guest: &mut dyn Guest, state: &CaseState) -> StepResul
     }
     let (cond, expected) = match (&w.path, &w.absent, &w.exists) {
         (Some(p), _, _) => {
-            let v = w.equals.clone().unwrap_or_default();
+            let v = w.equals.as_ref().map(|e| e.planned().clone()).unwrap_or_default();
             (Condition::FileEquals { path: p.clone(), value: v.clone() }, format!("{p} reads {v:?} within {timeout:?}"))
         }
         (_, Some(p), _) => (Condition::Absent { path: p.clone() }, format!("{p} disappears within {timeout:?}")),

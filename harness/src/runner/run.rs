@@ -124,7 +124,6 @@ fn run_kernel<W: Write>(
         ktap.begin_suite(ls.suite.name(), &label, ls.suite.cases.len()).map_err(stdout_err)?;
         for case in &ls.suite.cases {
             let mut base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
-            base.divergence = case.divergence.as_ref().map(|d| d.trim().to_string());
             let outcome = match &prepared {
                 Err(e) => base.errored(e.clone()),
                 Ok(p) => match case.requires.as_ref().and_then(|r| suite::skip_reason(r, &p.kernel)) {
@@ -132,15 +131,19 @@ fn run_kernel<W: Write>(
                         progress.note(format!("{} › {}: skipped: {why}", ls.suite.name(), case.name()));
                         base.skipped(why)
                     }
-                    None => {
-                        let snap = SnapshotContext {
-                            settings: &cfg.snapshots,
-                            source: relative_to(&ls.path, &cfg.workspace),
-                            suite: ls.suite.name().to_string(),
-                            release: p.kernel.release.clone(),
-                        };
-                        run_one(p, &ls.suite, case, base, &cfg.out, &snap, progress)
-                    }
+                    None => match plan(&ls.path, case, &p.kernel) {
+                        Err(why) => base.errored(why),
+                        Ok(planned) => {
+                            base.divergence = planned.divergence_text();
+                            let snap = SnapshotContext {
+                                settings: &cfg.snapshots,
+                                source: relative_to(&ls.path, &cfg.workspace),
+                                suite: ls.suite.name().to_string(),
+                                release: p.kernel.release.clone(),
+                            };
+                            run_one(p, &ls.suite, &planned, base, &cfg.out, &snap, progress)
+                        }
+                    },
                 },
             };
             ktap.case(&outcome).map_err(stdout_err)?;
@@ -153,6 +156,15 @@ fn run_kernel<W: Write>(
         Err(_) => (cfg.accel.to_string(), None),
     };
     Ok(KernelRun { kernel: kinfo, accel, accel_note, cases })
+}
+
+/// The case with its per-kernel expectations resolved for `kernel`; an error (before any
+/// guest boots) when a step has none for it.
+fn plan(suite_path: &Path, case: &suite::Case, kernel: &Kernel) -> Result<suite::Case, String> {
+    let v = suite::kernel_version(kernel).ok_or_else(|| {
+        format!("cannot tell the version of kernel {} to pick per-kernel expectations", kernel.release)
+    })?;
+    case.planned_for(v).map_err(|(at, why)| format!("{}:{}:{}: {why}", suite_path.display(), at.line(), at.column()))
 }
 
 /// SPEC ids checked by cases that ran to a verdict, against `suites/spec/ids.yaml`; printed as

@@ -32,9 +32,14 @@ impl std::fmt::Display for KernelVersion {
     }
 }
 
+/// The version of a kernel: its package version (`6.1.192-3`), else its release.
+pub fn kernel_version(kernel: &Kernel) -> Option<KernelVersion> {
+    KernelVersion::parse(&kernel.version).or_else(|| KernelVersion::parse(&kernel.release))
+}
+
 /// `None` if the kernel meets every requirement, else the reason to skip.
 pub fn skip_reason(req: &Requires, kernel: &Kernel) -> Option<String> {
-    let running = KernelVersion::parse(&kernel.version).or_else(|| KernelVersion::parse(&kernel.release));
+    let running = kernel_version(kernel);
     let version_of = |s: &str| KernelVersion::parse(s).expect("versions are validated at load");
     if let Some(min) = &req.min_kernel {
         match running {

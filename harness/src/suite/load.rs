@@ -139,6 +139,9 @@ fn validate_errno(e: &Option<Spanned<String>>) -> Result<(), Invalid> {
 
 fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
     let at = step.referenced;
+    if let Some(overlap) = step.value.per_kernel_values().into_iter().flatten().next() {
+        return Err((at, overlap));
+    }
     match &step.value {
         Step::Load(m) | Step::Unload(m) => {
             check(!m.module.is_empty(), at, || "empty module name".into())?;
@@ -180,9 +183,10 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
             check(s.for_s > 0.0 && s.for_s <= 600.0, at, || "`for_s` must be between 0 and 600 seconds".into())
         }
         Step::Kmsg(k) => {
-            let any = !k.contains.is_empty() || !k.absent.is_empty() || !k.count.is_empty() || !k.min_count.is_empty();
+            let lists = || k.contains.values().into_iter().chain(k.absent.values());
+            let any = lists().any(|l| !l.is_empty()) || !k.count.is_empty() || !k.min_count.is_empty();
             check(any, at, || "a kmsg step needs `contains`, `absent`, `count` or `min_count`".into())?;
-            for p in k.contains.iter().chain(&k.absent).chain(k.count.keys()).chain(k.min_count.keys()) {
+            for p in lists().flatten().chain(k.count.keys()).chain(k.min_count.keys()) {
                 validate_pattern(p, at)?;
             }
             Ok(())

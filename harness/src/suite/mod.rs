@@ -3,8 +3,9 @@
 pub mod gate;
 pub mod load;
 pub mod model;
+pub mod per_kernel;
 pub mod spec;
 
-pub use gate::{skip_reason, KernelVersion};
+pub use gate::{kernel_version, skip_reason, KernelVersion};
 pub use load::{check_modules, load_suite, parse_suite, resolve_suite_args, SuiteError};
 pub use model::*;

@@ -22,8 +22,11 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::gate::KernelVersion;
+pub use super::per_kernel::{PerKernel, VersionRange};
+
 /// A whole suite file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Suite {
     /// Format version; only 1 exists.
@@ -35,7 +38,7 @@ pub struct Suite {
     pub cases: Vec<Case>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
     pub name: Spanned<String>,
@@ -49,13 +52,14 @@ pub struct Case {
     pub requires: Option<Requires>,
     /// Where the documented livepatch contract and the kernel disagree, and this case checks
     /// what the kernel does: the report carries the text so the divergence is never hidden.
+    /// Per kernel where only some kernels diverge (`{"< 5.18": null, ">= 5.18": "…"}`).
     #[serde(default)]
-    pub divergence: Option<String>,
+    pub divergence: Option<PerKernel<Option<String>>>,
     pub steps: Vec<Spanned<Step>>,
 }
 
 /// Gating of a case on the kernel under test, decided on the host before booting.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Requires {
     /// Lowest kernel version (`6.11`, `6.1.100`) that has what the case checks.
@@ -71,7 +75,7 @@ pub struct Requires {
 
 /// One action in the guest, and what it must observe. Every kernel-facing action expects
 /// success unless it names the errno it expects.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// `finit_module` of a reference module built for the kernel under test.
@@ -109,23 +113,23 @@ pub enum Step {
     Snapshot(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaysStep {
     pub path: String,
-    pub equals: String,
+    pub equals: PerKernel<String>,
     pub for_s: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TreeStep {
     pub path: String,
     /// The expected listing, one entry per line, sorted by path.
-    pub equals: String,
+    pub equals: PerKernel<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KmsgStep {
     /// Only records after this `mark`.
@@ -134,10 +138,10 @@ pub struct KmsgStep {
     /// Patterns that must each match a record, in this order (other records may come between
     /// them). A pattern is a substring, or `re:<regex>` (e.g. `re:klp_ref_busy:\d+ is sleeping`).
     #[serde(default)]
-    pub contains: Vec<String>,
+    pub contains: PerKernel<Vec<String>>,
     /// Patterns no record may match.
     #[serde(default)]
-    pub absent: Vec<String>,
+    pub absent: PerKernel<Vec<String>>,
     /// `{pattern: n}`: exactly n records match.
     #[serde(default)]
     pub count: std::collections::BTreeMap<String, usize>,
@@ -148,7 +152,7 @@ pub struct KmsgStep {
 
 /// Bits of /proc/sys/kernel/tainted by their letters (`K` livepatch, `O` out of tree, `E`
 /// unsigned, `W` warning, …).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaintStep {
     #[serde(default)]
@@ -157,7 +161,7 @@ pub struct TaintStep {
     pub clear: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchStateStep {
     /// Only tasks whose comm starts with this (at least one must exist); default: every task.
@@ -171,7 +175,7 @@ pub struct PatchStateStep {
     pub none: Option<i32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartReaderStep {
     /// A short name (the task's comm becomes `klp-<tag>`).
@@ -179,7 +183,7 @@ pub struct StartReaderStep {
     pub path: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReaderStep {
     pub tag: String,
@@ -187,9 +191,9 @@ pub struct ReaderStep {
     #[serde(default)]
     pub timeout_s: Option<f64>,
     #[serde(default)]
-    pub equals: Option<String>,
+    pub equals: Option<PerKernel<String>>,
     #[serde(default)]
-    pub contains: Option<String>,
+    pub contains: Option<PerKernel<String>>,
     #[serde(default)]
     pub expect_errno: Option<ErrnoName>,
 }
@@ -197,14 +201,14 @@ pub struct ReaderStep {
 /// The errno a step expects instead of success, by its symbolic name (`EINVAL`).
 pub type ErrnoName = Spanned<String>;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ModuleStep {
     pub module: String,
     pub params: String,
     pub expect_errno: Option<ErrnoName>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriteStep {
     pub path: String,
@@ -213,28 +217,28 @@ pub struct WriteStep {
     pub expect_errno: Option<ErrnoName>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadStep {
     pub path: String,
     #[serde(default)]
-    pub equals: Option<String>,
+    pub equals: Option<PerKernel<String>>,
     #[serde(default)]
-    pub not_equals: Option<String>,
+    pub not_equals: Option<PerKernel<String>>,
     #[serde(default)]
-    pub contains: Option<String>,
+    pub contains: Option<PerKernel<String>>,
     #[serde(default)]
     pub expect_errno: Option<ErrnoName>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitStep {
     /// With `equals`: wait until the file reads this value.
     #[serde(default)]
     pub path: Option<String>,
     #[serde(default)]
-    pub equals: Option<String>,
+    pub equals: Option<PerKernel<String>>,
     /// Wait until this path disappears.
     #[serde(default)]
     pub absent: Option<String>,
@@ -297,7 +301,9 @@ impl Step {
             Step::Write(w) => format!("write {:?} > {}", w.value, w.path),
             Step::Read(r) => format!("read {}", r.path),
             Step::Wait(w) => match (&w.path, &w.absent, &w.exists, &w.kmsg) {
-                (Some(p), _, _, _) => format!("wait for {p} == {:?}", w.equals.as_deref().unwrap_or("")),
+                (Some(p), _, _, _) => {
+                    format!("wait for {p} == {:?}", w.equals.as_ref().map_or("", |e| e.any().as_str()))
+                }
                 (_, Some(p), _, _) => format!("wait for {p} to disappear"),
                 (_, _, Some(p), _) => format!("wait for {p} to appear"),
                 (_, _, _, Some(k)) => format!("wait for a kernel log record {k:?}"),
@@ -365,5 +371,75 @@ impl Case {
 
     pub fn spec_ids(&self) -> Vec<String> {
         self.spec.iter().map(|s| s.value.clone()).collect()
+    }
+
+    /// The case as it runs on kernel `v`: every per-kernel value replaced by the one for `v`.
+    /// `Err` (with the step's location) when a step gives no expectation for `v`: that case
+    /// cannot be judged on this kernel, which is reported before any guest boots.
+    pub fn planned_for(&self, v: KernelVersion) -> Result<Case, (serde_saphyr::Location, String)> {
+        let mut case = self.clone();
+        if let Some(d) = &self.divergence {
+            let at = self.name.referenced;
+            case.divergence = Some(PerKernel::Same(d.get(v).map_err(|e| (at, format!("divergence: {e}")))?.clone()));
+        }
+        for step in &mut case.steps {
+            let at = step.referenced;
+            step.value.plan(v).map_err(|e| (at, e))?;
+        }
+        Ok(case)
+    }
+
+    /// The divergence text of a planned case.
+    pub fn divergence_text(&self) -> Option<String> {
+        self.divergence.as_ref().and_then(|d| d.any().as_ref()).map(|d| d.trim().to_string())
+    }
+}
+
+/// Replace a per-kernel value by the one for `v`.
+fn pick<T: Clone>(x: &mut PerKernel<T>, v: KernelVersion) -> Result<(), String> {
+    *x = PerKernel::Same(x.get(v)?.clone());
+    Ok(())
+}
+
+fn pick_opt<T: Clone>(x: &mut Option<PerKernel<T>>, v: KernelVersion) -> Result<(), String> {
+    x.as_mut().map_or(Ok(()), |x| pick(x, v))
+}
+
+impl Step {
+    /// Resolve this step's per-kernel values for kernel `v`.
+    fn plan(&mut self, v: KernelVersion) -> Result<(), String> {
+        match self {
+            Step::Read(r) => {
+                pick_opt(&mut r.equals, v)?;
+                pick_opt(&mut r.not_equals, v)?;
+                pick_opt(&mut r.contains, v)
+            }
+            Step::Reader(r) => {
+                pick_opt(&mut r.equals, v)?;
+                pick_opt(&mut r.contains, v)
+            }
+            Step::Wait(w) => pick_opt(&mut w.equals, v),
+            Step::Stays(s) => pick(&mut s.equals, v),
+            Step::Tree(t) => pick(&mut t.equals, v),
+            Step::Kmsg(k) => {
+                pick(&mut k.contains, v)?;
+                pick(&mut k.absent, v)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every per-kernel value of this step (for validation).
+    pub fn per_kernel_values(&self) -> Vec<Option<String>> {
+        let o = |x: &Option<PerKernel<String>>| x.as_ref().and_then(|x| x.overlap());
+        match self {
+            Step::Read(r) => vec![o(&r.equals), o(&r.not_equals), o(&r.contains)],
+            Step::Reader(r) => vec![o(&r.equals), o(&r.contains)],
+            Step::Wait(w) => vec![o(&w.equals)],
+            Step::Stays(s) => vec![s.equals.overlap()],
+            Step::Tree(t) => vec![t.equals.overlap()],
+            Step::Kmsg(k) => vec![k.contains.overlap(), k.absent.overlap()],
+            _ => vec![],
+        }
     }
 }
