@@ -70,6 +70,21 @@ pub enum SnapshotsCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// One table, cases × kernels: for each kernel whether its snapshots of a case are
+    /// identical to the first kernel's, changed, or absent.
+    Matrix {
+        /// Kernels, the first being the baseline [default: the pinned matrix].
+        #[arg(long = "kernel", value_name = "SPEC")]
+        kernels: Vec<String>,
+        /// Print JSON (schema `klp-conform.snapshot-matrix.v1`) instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Where snapshots are stored [default: <workspace>/suites/snapshots].
+        #[arg(long, value_name = "DIR")]
+        snapshot_dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +229,10 @@ pub fn execute(cmd: Command) -> i32 {
             let dir = snapshot_dir.clone().unwrap_or_else(|| common.workspace.join("suites/snapshots"));
             snapshots_diff(&kernels, &dir, &common)
         }
+        Command::Snapshots(SnapshotsCommand::Matrix { kernels, json, snapshot_dir, common }) => {
+            let dir = snapshot_dir.clone().unwrap_or_else(|| common.workspace.join("suites/snapshots"));
+            report_result(snapshots_matrix(&kernels, json, &dir, &common))
+        }
         Command::Kernels(KernelsCommand::List { refresh, common }) => {
             report_result(crate::kernel::pin_tools::list(&common.pins(), &common.cache(), refresh, &progress))
         }
@@ -326,6 +345,25 @@ fn snapshots_diff(kernels: &[String], dir: &std::path::Path, common: &CommonArgs
             EXIT_HARNESS
         }
     }
+}
+
+fn snapshots_matrix(kernels: &[String], json: bool, dir: &std::path::Path, common: &CommonArgs) -> Result<(), String> {
+    let specs = if kernels.is_empty() {
+        let pins = common.pins()?;
+        pins.matrix.iter().map(|n| KernelSpec::Pinned(pins.get(n).expect("validated").clone())).collect()
+    } else {
+        common.kernel_specs(kernels)?
+    };
+    let releases =
+        specs.iter().map(|s| s.release(&common.cache()).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let labels: Vec<String> = specs.iter().map(ToString::to_string).collect();
+    let m = crate::snapshot::matrix::build(dir, &releases, &labels)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&m).expect("the matrix serialises"));
+    } else {
+        print!("{}", m.render());
+    }
+    Ok(())
 }
 
 /// `--snapshots review`: hand the pending snapshots to `cargo insta review` when a person is

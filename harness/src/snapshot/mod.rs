@@ -3,11 +3,13 @@
 //! (`suites/snapshots/<suite>__<case>__<name>@<release>.snap`), and compared on later runs.
 //!
 //! [`capture`] gathers and normalises the observations; [`store`] compares them with the stored
-//! file and writes new ones (`check`/`review`/`accept`); [`diff`] compares two kernels' sets.
+//! file and writes new ones (`check`/`review`/`accept`); [`diff`] compares two kernels' sets and
+//! [`matrix`] every kernel of a matrix with the first.
 
 pub mod capture;
 pub mod diff;
 pub mod format;
+pub mod matrix;
 pub mod store;
 
 pub use capture::{capture, normalise_kmsg};
