@@ -128,9 +128,16 @@ pub struct ConformanceArgs {
     /// Where snapshots are stored [default: <workspace>/suites/snapshots].
     #[arg(long, value_name = "DIR")]
     pub snapshot_dir: Option<PathBuf>,
+    /// Cases run in this many guests at once (a case marked `exclusive` runs alone).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
+    pub jobs: usize,
     #[command(flatten)]
     pub common: CommonArgs,
 }
+
+/// Guests mostly wait (transitions retry once a second, fake signals come after 15 s), so more
+/// guests than cores pays off; measured with `cargo xtask bench suite` (README).
+pub const DEFAULT_JOBS: usize = 1;
 
 #[derive(Debug, Args)]
 pub struct KernelArgs {
@@ -282,7 +289,11 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         if suites.is_empty() {
             return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
         }
+        if a.jobs == 0 {
+            return Err("--jobs must be at least 1".into());
+        }
         Ok(RunConfig {
+            jobs: a.jobs,
             kernels,
             suites,
             out: a.out.clone(),

@@ -5,6 +5,7 @@
 pub mod exec;
 pub mod outcome;
 mod run;
+pub mod schedule;
 
 pub use exec::{run_case, Guest, GuestError};
 pub use outcome::*;

@@ -10,6 +10,7 @@ use klp_protocol::{Condition, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntr
 
 use super::exec::{run_case_with, Guest, GuestError, SnapshotContext};
 use super::outcome::*;
+use super::schedule;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::kernel::{self, Kernel, KernelSpec};
 use crate::progress::Progress;
@@ -30,6 +31,8 @@ pub struct RunConfig {
     pub workspace: PathBuf,
     /// Regression snapshots: where they are stored and what to do on a difference.
     pub snapshots: SnapshotSettings,
+    /// Cases run in this many guests at once.
+    pub jobs: usize,
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -79,10 +82,82 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
 
     let mut ktap = KtapWriter::new(ktap, cfg.kernels.len() * suites.len())
         .map_err(|source| RunError::Output { path: "stdout".into(), source })?;
-    let mut runs = Vec::new();
-    for spec in &cfg.kernels {
-        runs.push(run_kernel(spec, cfg, &suites, &mut ktap, progress)?);
-    }
+    // Every kernel's artefacts first (downloads and builds are the CPU's, not the guests'),
+    // then every case of every kernel through one pool of guests.
+    let prepared: Vec<(KernelInfo, Result<Prepared, String>)> = cfg
+        .kernels
+        .iter()
+        .map(|spec| {
+            let p = prepare(spec, cfg, &suites, progress);
+            let info = KernelInfo {
+                spec: spec.to_string(),
+                release: p.as_ref().ok().map(|p| p.kernel.release.clone()),
+                version: p.as_ref().ok().map(|p| p.kernel.version.clone()),
+            };
+            (info, p)
+        })
+        .collect();
+    let items = plan_items(cfg, &suites, &prepared, progress);
+    let running = std::sync::Mutex::new(std::collections::BTreeSet::<usize>::new());
+    let label = |w: &WorkItem| {
+        let k = &prepared[w.kernel].0;
+        let kernel = if cfg.kernels.len() > 1 { format!(" [{}]", k.spec) } else { String::new() };
+        format!("{} › {}{kernel}", suites[w.suite].suite.name(), w.case_name)
+    };
+    let mut cases: Vec<Vec<CaseOutcome>> = vec![Vec::new(); prepared.len()];
+    schedule::run_in_order(
+        &items,
+        cfg.jobs,
+        |w| w.exclusive,
+        |_, w| match &w.todo {
+            Todo::Done(outcome) => outcome.clone(),
+            Todo::Run { case, base } => {
+                let p = prepared[w.kernel].1.as_ref().expect("only prepared kernels run cases");
+                let snap = SnapshotContext {
+                    settings: &cfg.snapshots,
+                    source: relative_to(&suites[w.suite].path, &cfg.workspace),
+                    suite: suites[w.suite].suite.name().to_string(),
+                    release: p.kernel.release.clone(),
+                };
+                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, progress)
+            }
+        },
+        |i| {
+            if matches!(items[i].todo, Todo::Run { .. }) && cfg.jobs > 1 {
+                let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
+                r.insert(i);
+                let now: Vec<String> = r.iter().map(|&j| label(&items[j])).collect();
+                progress.note(format!("running {}: {}", now.len(), now.join(", ")));
+            }
+        },
+        |i, outcome| {
+            running.lock().unwrap_or_else(|p| p.into_inner()).remove(&i);
+            let w = &items[i];
+            if w.first_of_suite {
+                let k = &prepared[w.kernel].0;
+                let label = format!("{} ({})", k.release.as_deref().unwrap_or("unresolved"), k.spec);
+                ktap.begin_suite(suites[w.suite].suite.name(), &label, suites[w.suite].suite.cases.len())
+                    .map_err(stdout_err)?;
+            }
+            ktap.case(&outcome).map_err(stdout_err)?;
+            if w.last_of_suite {
+                ktap.end_suite().map_err(stdout_err)?;
+            }
+            cases[w.kernel].push(outcome);
+            Ok::<(), RunError>(())
+        },
+    )?;
+    let runs = prepared
+        .into_iter()
+        .zip(cases)
+        .map(|((kernel, p), cases)| {
+            let (accel, accel_note) = match &p {
+                Ok(p) => (p.accel.to_string(), p.accel_note.clone()),
+                Err(_) => (cfg.accel.to_string(), None),
+            };
+            KernelRun { kernel, accel, accel_note, cases }
+        })
+        .collect();
     let mut report = Report::new(runs);
     report.coverage = coverage(&report, &cfg.workspace, &mut ktap, progress)?;
     crate::report::json::write_report(&report, &cfg.out)
@@ -100,62 +175,74 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
     Ok(report)
 }
 
-/// Every suite on one kernel: artefacts once, then each case in its own guest (or SKIP by its
-/// `requires`, or ERROR when the artefacts could not be prepared).
-fn run_kernel<W: Write>(
-    spec: &KernelSpec,
+/// What to do for one case on one kernel, decided before any guest boots.
+enum Todo {
+    /// Its outcome is already known: skipped by `requires`, or an error (kernel not prepared,
+    /// no expectation for this kernel).
+    Done(CaseOutcome),
+    /// Boot a guest and run the case planned for this kernel.
+    Run { case: Box<suite::Case>, base: CaseOutcome },
+}
+
+struct WorkItem {
+    kernel: usize,
+    suite: usize,
+    case_name: String,
+    first_of_suite: bool,
+    last_of_suite: bool,
+    /// Runs with no other guest beside it (the case says why).
+    exclusive: bool,
+    todo: Todo,
+}
+
+/// Every case of every suite on every kernel, in report order.
+fn plan_items(
     cfg: &RunConfig,
     suites: &[LoadedSuite],
-    ktap: &mut KtapWriter<W>,
+    prepared: &[(KernelInfo, Result<Prepared, String>)],
     progress: &Progress,
-) -> Result<KernelRun, RunError> {
-    let prepared = prepare(spec, cfg, suites, progress);
-    let kinfo = match &prepared {
-        Ok(p) => KernelInfo {
-            spec: spec.to_string(),
-            release: Some(p.kernel.release.clone()),
-            version: Some(p.kernel.version.clone()),
-        },
-        Err(_) => KernelInfo { spec: spec.to_string(), release: None, version: None },
-    };
-    let mut cases = Vec::new();
-    for ls in suites {
-        let label = format!("{} ({})", kinfo.release.as_deref().unwrap_or("unresolved"), spec);
-        ktap.begin_suite(ls.suite.name(), &label, ls.suite.cases.len()).map_err(stdout_err)?;
-        for case in &ls.suite.cases {
-            let mut base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
-            let outcome = match &prepared {
-                Err(e) => base.errored(e.clone()),
-                Ok(p) => match case.requires.as_ref().and_then(|r| suite::skip_reason(r, &p.kernel)) {
-                    Some(why) => {
-                        progress.note(format!("{} › {}: skipped: {why}", ls.suite.name(), case.name()));
-                        base.skipped(why)
-                    }
-                    None => match plan(&ls.path, case, &p.kernel) {
-                        Err(why) => base.errored(why),
-                        Ok(planned) => {
-                            base.divergence = planned.divergence_text();
-                            let snap = SnapshotContext {
-                                settings: &cfg.snapshots,
-                                source: relative_to(&ls.path, &cfg.workspace),
-                                suite: ls.suite.name().to_string(),
-                                release: p.kernel.release.clone(),
-                            };
-                            run_one(p, &ls.suite, &planned, base, &cfg.out, &snap, progress)
+) -> Vec<WorkItem> {
+    let mut items = Vec::new();
+    for (k, (_, prep)) in prepared.iter().enumerate() {
+        for (s, ls) in suites.iter().enumerate() {
+            let n = ls.suite.cases.len();
+            for (i, case) in ls.suite.cases.iter().enumerate() {
+                let base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
+                let todo = match prep {
+                    Err(e) => Todo::Done(base.errored(e.clone())),
+                    Ok(p) => match case.requires.as_ref().and_then(|r| suite::skip_reason(r, &p.kernel)) {
+                        Some(why) => {
+                            progress.note(format!(
+                                "{} › {}: skipped on {}: {why}",
+                                ls.suite.name(),
+                                case.name(),
+                                p.kernel.release
+                            ));
+                            Todo::Done(base.skipped(why))
                         }
+                        None => match plan(&ls.path, case, &p.kernel) {
+                            Err(why) => Todo::Done(base.errored(why)),
+                            Ok(planned) => {
+                                let mut base = base;
+                                base.divergence = planned.divergence_text();
+                                Todo::Run { case: Box::new(planned), base }
+                            }
+                        },
                     },
-                },
-            };
-            ktap.case(&outcome).map_err(stdout_err)?;
-            cases.push(outcome);
+                };
+                items.push(WorkItem {
+                    kernel: k,
+                    suite: s,
+                    case_name: case.name().to_string(),
+                    first_of_suite: i == 0,
+                    last_of_suite: i + 1 == n,
+                    exclusive: case.exclusive.is_some() && cfg.jobs > 1,
+                    todo,
+                });
+            }
         }
-        ktap.end_suite().map_err(stdout_err)?;
     }
-    let (accel, accel_note) = match &prepared {
-        Ok(p) => (p.accel.to_string(), p.accel_note.clone()),
-        Err(_) => (cfg.accel.to_string(), None),
-    };
-    Ok(KernelRun { kernel: kinfo, accel, accel_note, cases })
+    items
 }
 
 /// The case with its per-kernel expectations resolved for `kernel`; an error (before any

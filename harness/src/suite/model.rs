@@ -55,6 +55,10 @@ pub struct Case {
     /// Per kernel where only some kernels diverge (`{"< 5.18": null, ">= 5.18": "…"}`).
     #[serde(default)]
     pub divergence: Option<PerKernel<Option<String>>>,
+    /// Why this case must run with no other guest beside it (its meaning depends on the
+    /// timing of an otherwise idle host). Absent: it runs in parallel with others.
+    #[serde(default)]
+    pub exclusive: Option<String>,
     pub steps: Vec<Spanned<Step>>,
 }
 
