@@ -88,8 +88,7 @@ const PARAMS: &[(&str, &[&str])] = &[
 fn every_variant_has_the_right_modinfo() {
     let progress = Progress::new();
     let cache = default_cache_dir();
-    let kernel = resolve(&default_spec(&source_root().parent().unwrap().to_path_buf()).unwrap(), &cache, &progress)
-        .expect("kernel");
+    let kernel = resolve(&default_spec(source_root().parent().unwrap()).unwrap(), &cache, &progress).expect("kernel");
     let set = build_all(&kernel, &source_root(), &cache, &progress).expect("build");
 
     let built: Vec<&str> = set.modules.keys().map(String::as_str).collect();
@@ -142,8 +141,7 @@ fn every_variant_has_the_right_modinfo() {
 fn reference_modules_build_for_the_debian_kernel_and_are_cached() {
     let progress = Progress::new();
     let cache = default_cache_dir();
-    let kernel = resolve(&default_spec(&source_root().parent().unwrap().to_path_buf()).unwrap(), &cache, &progress)
-        .expect("kernel");
+    let kernel = resolve(&default_spec(source_root().parent().unwrap()).unwrap(), &cache, &progress).expect("kernel");
 
     let set = build_all(&kernel, &source_root(), &cache, &progress).expect("build");
     assert_eq!(set.release, kernel.release);
