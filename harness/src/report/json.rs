@@ -36,6 +36,7 @@ mod tests {
             },
             accel: "tcg".into(),
             accel_note: Some("auto: /dev/kvm unusable".into()),
+            version_notes: Vec::new(),
             cases: vec![c],
         }]);
         let dir = tempfile::tempdir().unwrap();

@@ -133,7 +133,7 @@ fn expect_outcome(outcome: Result<(), Errno>, expect: Option<&str>) -> Result<()
 }
 
 fn run_step(step: &Step, guest: &mut dyn Guest, state: &mut CaseState) -> StepResult {
-    let errno = |e: &Option<crate::suite::ErrnoName>| e.as_ref().map(|s| s.value.clone());
+    let errno = |e: &Option<crate::suite::ErrnoName>| e.as_ref().and_then(|s| s.planned().clone());
     Ok(match step {
         Step::Load(m) => {
             let path = crate::image::guest_module_path(&m.module);
@@ -426,7 +426,7 @@ fn check_reader(r: &ReaderStep, guest: &mut dyn Guest) -> StepResult {
 
 fn check_read(r: &ReadStep, got: Result<String, Errno>) -> Result<(), (String, String)> {
     if let Some(want) = &r.expect_errno {
-        return expect_outcome(got.map(|_| ()), Some(&want.value));
+        return expect_outcome(got.map(|_| ()), want.planned().as_deref());
     }
     let text = match got {
         Ok(t) => t,

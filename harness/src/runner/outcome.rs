@@ -111,6 +111,10 @@ pub struct KernelRun {
     /// `kvm` or `tcg`, with why when `auto` chose.
     pub accel: String,
     pub accel_note: Option<String>,
+    /// Where this kernel departs from SPEC.md (written against 6.1), from
+    /// `suites/spec/versions.yaml`: what its per-kernel expectations rest on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_notes: Vec<crate::suite::spec::VersionNote>,
     pub cases: Vec<CaseOutcome>,
 }
 
@@ -182,6 +186,7 @@ mod tests {
                 kernel: KernelInfo { spec: "debian".into(), release: None, version: None },
                 accel: "tcg".into(),
                 accel_note: None,
+                version_notes: Vec::new(),
                 cases,
             }])
         };

@@ -97,6 +97,20 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
             (info, p)
         })
         .collect();
+    let notes = match suite::spec::VersionNotes::load(&cfg.workspace.join("suites/spec/versions.yaml")) {
+        Ok(n) => n,
+        Err(e) => {
+            progress.note(format!("no version notes: {e}"));
+            suite::spec::VersionNotes::default()
+        }
+    };
+    let version_notes: Vec<Vec<suite::spec::VersionNote>> = prepared
+        .iter()
+        .map(|(_, p)| match p.as_ref().ok().and_then(|p| suite::kernel_version(&p.kernel)) {
+            Some(v) => notes.applying_to(v),
+            None => Vec::new(),
+        })
+        .collect();
     let items = plan_items(cfg, &suites, &prepared, progress);
     let running = std::sync::Mutex::new(std::collections::BTreeSet::<usize>::new());
     let label = |w: &WorkItem| {
@@ -133,6 +147,18 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         |i, outcome| {
             running.lock().unwrap_or_else(|p| p.into_inner()).remove(&i);
             let w = &items[i];
+            if w.first_of_suite && w.suite == 0 && !version_notes[w.kernel].is_empty() {
+                let k = &prepared[w.kernel].0;
+                let ids: Vec<&str> = version_notes[w.kernel].iter().map(|n| n.id.as_str()).collect();
+                let line = format!(
+                    "kernel {} ({}) departs from SPEC.md (6.1) in {}: see suites/spec/versions.yaml",
+                    k.release.as_deref().unwrap_or("?"),
+                    k.spec,
+                    ids.join(" ")
+                );
+                progress.note(&line);
+                ktap.diagnostic(&line).map_err(stdout_err)?;
+            }
             if w.first_of_suite {
                 let k = &prepared[w.kernel].0;
                 let label = format!("{} ({})", k.release.as_deref().unwrap_or("unresolved"), k.spec);
@@ -150,12 +176,13 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
     let runs = prepared
         .into_iter()
         .zip(cases)
-        .map(|((kernel, p), cases)| {
+        .zip(version_notes)
+        .map(|(((kernel, p), cases), version_notes)| {
             let (accel, accel_note) = match &p {
                 Ok(p) => (p.accel.to_string(), p.accel_note.clone()),
                 Err(_) => (cfg.accel.to_string(), None),
             };
-            KernelRun { kernel, accel, accel_note, cases }
+            KernelRun { kernel, accel, accel_note, version_notes, cases }
         })
         .collect();
     let mut report = Report::new(runs);

@@ -128,10 +128,10 @@ fn validate_case(case: &Case) -> Result<(), Invalid> {
     validate_order(case)
 }
 
-fn validate_errno(e: &Option<Spanned<String>>) -> Result<(), Invalid> {
-    if let Some(e) = e {
-        check(klp_protocol::errno_by_name(&e.value).is_some(), e.referenced, || {
-            format!("unknown errno `{}`; expected a name such as EINVAL, EBUSY, ENOENT, EAGAIN", e.value)
+fn validate_errno(e: &Option<super::model::ErrnoName>, at: Location) -> Result<(), Invalid> {
+    for name in e.iter().flat_map(|e| e.values()).flatten() {
+        check(klp_protocol::errno_by_name(name).is_some(), at, || {
+            format!("unknown errno `{name}`; expected a name such as EINVAL, EBUSY, ENOENT, EAGAIN")
         })?;
     }
     Ok(())
@@ -145,11 +145,11 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
     match &step.value {
         Step::Load(m) | Step::Unload(m) => {
             check(!m.module.is_empty(), at, || "empty module name".into())?;
-            validate_errno(&m.expect_errno)
+            validate_errno(&m.expect_errno, at)
         }
-        Step::Write(w) => validate_errno(&w.expect_errno),
+        Step::Write(w) => validate_errno(&w.expect_errno, at),
         Step::Read(r) => {
-            validate_errno(&r.expect_errno)?;
+            validate_errno(&r.expect_errno, at)?;
             let checks = [&r.equals, &r.not_equals, &r.contains].iter().filter(|c| c.is_some()).count();
             if r.expect_errno.is_some() {
                 check(checks == 0, at, || "a read that expects an errno cannot also check the content".into())
@@ -207,7 +207,7 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
             "a patch_state step needs exactly one of `equals` and `none`".into()
         }),
         Step::Reader(r) => {
-            validate_errno(&r.expect_errno)?;
+            validate_errno(&r.expect_errno, at)?;
             let checks =
                 [r.equals.is_some(), r.contains.is_some(), r.expect_errno.is_some()].iter().filter(|b| **b).count();
             check(checks >= 1, at, || "a reader step needs `equals`, `contains` or `expect_errno`".into())?;
@@ -347,7 +347,7 @@ cases:
         assert_eq!(s.cases[0].steps.len(), 7);
         assert_eq!(s.modules(), vec!["klp_ref_cmdline"]);
         match &s.cases[0].steps[1].value {
-            Step::Load(m) => assert_eq!(m.expect_errno.as_ref().unwrap().value, "EEXIST"),
+            Step::Load(m) => assert_eq!(m.expect_errno.as_ref().unwrap().any().as_deref(), Some("EEXIST")),
             other => panic!("{other:?}"),
         }
         assert_eq!(s.cases[0].steps[2].referenced.line(), 9);

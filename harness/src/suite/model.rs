@@ -202,8 +202,9 @@ pub struct ReaderStep {
     pub expect_errno: Option<ErrnoName>,
 }
 
-/// The errno a step expects instead of success, by its symbolic name (`EINVAL`).
-pub type ErrnoName = Spanned<String>;
+/// The errno a step expects instead of success, by its symbolic name (`EINVAL`); per kernel
+/// where kernels differ, `null` meaning success (`{"< 5.19": EINVAL, ">= 5.19": null}`).
+pub type ErrnoName = PerKernel<Option<String>>;
 
 #[derive(Debug, Clone, Default)]
 pub struct ModuleStep {
@@ -413,14 +414,18 @@ impl Step {
     /// Resolve this step's per-kernel values for kernel `v`.
     fn plan(&mut self, v: KernelVersion) -> Result<(), String> {
         match self {
+            Step::Load(m) | Step::Unload(m) => pick_opt(&mut m.expect_errno, v),
+            Step::Write(w) => pick_opt(&mut w.expect_errno, v),
             Step::Read(r) => {
                 pick_opt(&mut r.equals, v)?;
                 pick_opt(&mut r.not_equals, v)?;
-                pick_opt(&mut r.contains, v)
+                pick_opt(&mut r.contains, v)?;
+                pick_opt(&mut r.expect_errno, v)
             }
             Step::Reader(r) => {
                 pick_opt(&mut r.equals, v)?;
-                pick_opt(&mut r.contains, v)
+                pick_opt(&mut r.contains, v)?;
+                pick_opt(&mut r.expect_errno, v)
             }
             Step::Wait(w) => pick_opt(&mut w.equals, v),
             Step::Stays(s) => pick(&mut s.equals, v),
@@ -436,9 +441,12 @@ impl Step {
     /// Every per-kernel value of this step (for validation).
     pub fn per_kernel_values(&self) -> Vec<Option<String>> {
         let o = |x: &Option<PerKernel<String>>| x.as_ref().and_then(|x| x.overlap());
+        let e = |x: &Option<ErrnoName>| x.as_ref().and_then(|x| x.overlap());
         match self {
-            Step::Read(r) => vec![o(&r.equals), o(&r.not_equals), o(&r.contains)],
-            Step::Reader(r) => vec![o(&r.equals), o(&r.contains)],
+            Step::Load(m) | Step::Unload(m) => vec![e(&m.expect_errno)],
+            Step::Write(w) => vec![e(&w.expect_errno)],
+            Step::Read(r) => vec![o(&r.equals), o(&r.not_equals), o(&r.contains), e(&r.expect_errno)],
+            Step::Reader(r) => vec![o(&r.equals), o(&r.contains), e(&r.expect_errno)],
             Step::Wait(w) => vec![o(&w.equals)],
             Step::Stays(s) => vec![s.equals.overlap()],
             Step::Tree(t) => vec![t.equals.overlap()],

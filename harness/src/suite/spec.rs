@@ -115,3 +115,50 @@ mod tests {
         assert_eq!(c, Coverage { total: 3, covered: vec!["L1".into(), "D1".into()], missing: vec!["L2".into()] });
     }
 }
+
+/// `suites/spec/versions.yaml`: where a kernel line departs from SPEC.md (written against 6.1),
+/// each from reading that kernel's source.
+#[derive(Debug, Clone, Default)]
+pub struct VersionNotes {
+    pub notes: Vec<VersionNote>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersionNote {
+    /// The SPEC assertion it changes.
+    pub id: String,
+    /// The kernel versions it applies to, e.g. `< 5.18` or `>= 6.4, < 6.16`.
+    pub kernels: String,
+    pub change: String,
+    /// The kernel source it was read from.
+    pub source: String,
+}
+
+impl VersionNotes {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct File {
+            version: u32,
+            sources: Vec<String>,
+            notes: Vec<VersionNote>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let f: File = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for n in &f.notes {
+            super::per_kernel::VersionRange::parse(&n.kernels)
+                .map_err(|e| format!("{}: note on {}: {e}", path.display(), n.id))?;
+        }
+        Ok(Self { notes: f.notes })
+    }
+
+    /// The notes that apply to kernel version `v`.
+    pub fn applying_to(&self, v: super::KernelVersion) -> Vec<VersionNote> {
+        self.notes
+            .iter()
+            .filter(|n| super::per_kernel::VersionRange::parse(&n.kernels).is_ok_and(|r| r.contains(v)))
+            .cloned()
+            .collect()
+    }
+}
