@@ -416,6 +416,7 @@ fn check_reader(r: &ReaderStep, guest: &mut dyn Guest) -> StepResult {
     };
     let as_read = ReadStep {
         path: format!("reader {}", r.tag),
+        kernels: None,
         equals: r.equals.clone(),
         not_equals: None,
         contains: r.contains.clone(),

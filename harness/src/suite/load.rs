@@ -142,6 +142,9 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
     if let Some(overlap) = step.value.per_kernel_values().into_iter().flatten().next() {
         return Err((at, overlap));
     }
+    if let Some(r) = step.value.kernels() {
+        super::per_kernel::VersionRange::parse(r).map_err(|e| (at, format!("kernels: {e}")))?;
+    }
     match &step.value {
         Step::Load(m) | Step::Unload(m) => {
             check(!m.module.is_empty(), at, || "empty module name".into())?;

@@ -129,7 +129,8 @@ pub struct StaysStep {
 #[serde(deny_unknown_fields)]
 pub struct TreeStep {
     pub path: String,
-    /// The expected listing, one entry per line, sorted by path.
+    /// The expected listing, one entry per line, sorted by path. A line that ends in a
+    /// version range in brackets (`… = 0  [>= 6.11]`) is expected only on those kernels.
     pub equals: PerKernel<String>,
 }
 
@@ -220,12 +221,19 @@ pub struct WriteStep {
     pub value: String,
     #[serde(default)]
     pub expect_errno: Option<ErrnoName>,
+    /// Only on kernels in this version range (the file exists only there); see
+    /// [`Step::applies_to`].
+    #[serde(default)]
+    pub kernels: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadStep {
     pub path: String,
+    /// Only on kernels in this version range (e.g. `>= 6.1` for a file 5.10 does not have).
+    #[serde(default)]
+    pub kernels: Option<String>,
     #[serde(default)]
     pub equals: Option<PerKernel<String>>,
     #[serde(default)]
@@ -387,6 +395,7 @@ impl Case {
             let at = self.name.referenced;
             case.divergence = Some(PerKernel::Same(d.get(v).map_err(|e| (at, format!("divergence: {e}")))?.clone()));
         }
+        case.steps.retain(|s| s.value.applies_to(v));
         for step in &mut case.steps {
             let at = step.referenced;
             step.value.plan(v).map_err(|e| (at, e))?;
@@ -411,6 +420,22 @@ fn pick_opt<T: Clone>(x: &mut Option<PerKernel<T>>, v: KernelVersion) -> Result<
 }
 
 impl Step {
+    /// The version range a step is limited to (`kernels:`), if any.
+    pub fn kernels(&self) -> Option<&str> {
+        match self {
+            Step::Read(r) => r.kernels.as_deref(),
+            Step::Write(w) => w.kernels.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the step is part of the case on kernel `v`: a step limited to a version range
+    /// observes something other kernels do not have (an attribute added later), and is left
+    /// out on them; what those kernels show instead is checked by the case's other steps.
+    pub fn applies_to(&self, v: KernelVersion) -> bool {
+        self.kernels().is_none_or(|r| VersionRange::parse(r).is_ok_and(|r| r.contains(v)))
+    }
+
     /// Resolve this step's per-kernel values for kernel `v`.
     fn plan(&mut self, v: KernelVersion) -> Result<(), String> {
         match self {
@@ -429,7 +454,11 @@ impl Step {
             }
             Step::Wait(w) => pick_opt(&mut w.equals, v),
             Step::Stays(s) => pick(&mut s.equals, v),
-            Step::Tree(t) => pick(&mut t.equals, v),
+            Step::Tree(t) => {
+                pick(&mut t.equals, v)?;
+                t.equals = PerKernel::Same(super::per_kernel::filter_listing(t.equals.planned(), Some(v))?);
+                Ok(())
+            }
             Step::Kmsg(k) => {
                 pick(&mut k.contains, v)?;
                 pick(&mut k.absent, v)
@@ -449,7 +478,10 @@ impl Step {
             Step::Reader(r) => vec![o(&r.equals), o(&r.contains), e(&r.expect_errno)],
             Step::Wait(w) => vec![o(&w.equals)],
             Step::Stays(s) => vec![s.equals.overlap()],
-            Step::Tree(t) => vec![t.equals.overlap()],
+            Step::Tree(t) => {
+                let bad = t.equals.values().into_iter().find_map(|x| super::per_kernel::filter_listing(x, None).err());
+                vec![t.equals.overlap(), bad]
+            }
             Step::Kmsg(k) => vec![k.contains.overlap(), k.absent.overlap()],
             _ => vec![],
         }

@@ -91,6 +91,28 @@ impl fmt::Display for VersionRange {
     }
 }
 
+/// A listing (a `tree` step's expected lines) whose lines may end in a version range in
+/// brackets, `-r--r--r-- p/replace = 0  [>= 6.11]`: such a line is expected only on kernels in
+/// that range. The smallest form for an attribute a kernel line adds or lacks.
+pub fn filter_listing(text: &str, v: Option<KernelVersion>) -> Result<String, String> {
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_end();
+        let (body, keep) = match trimmed.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
+            Some((body, range)) => {
+                let r = VersionRange::parse(range).map_err(|e| format!("in `{trimmed}`: {e}"))?;
+                (body.trim_end(), v.is_none_or(|v| r.contains(v)))
+            }
+            None => (trimmed, true),
+        };
+        if keep {
+            out.push_str(body);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
 /// A step value that is the same on every kernel, or given per version range.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PerKernel<T> {
@@ -318,6 +340,15 @@ mod tests {
         assert_eq!(d.get(v("6.1")).unwrap().as_deref(), Some("why"));
         let s = parse("equals: {'>= 6.11': new}\n").unwrap();
         assert!(s.equals.get(v("6.1")).unwrap_err().contains("no expectation for kernel 6.1.0"));
+    }
+
+    #[test]
+    fn listing_lines_by_version() {
+        let t = "a\nb = 1  [>= 6.11]\nc [< 6.1]\n";
+        assert_eq!(filter_listing(t, Some(v("6.12.95"))).unwrap(), "a\nb = 1\n");
+        assert_eq!(filter_listing(t, Some(v("5.10"))).unwrap(), "a\nc\n");
+        assert_eq!(filter_listing(t, Some(v("6.1"))).unwrap(), "a\n");
+        assert!(filter_listing("x [6.1]\n", None).unwrap_err().contains("not a version comparison"));
     }
 
     #[test]
