@@ -9,6 +9,7 @@ mod debian;
 mod local;
 pub mod pin_tools;
 pub mod pins;
+pub mod prereq;
 
 use std::path::{Path, PathBuf};
 

@@ -89,6 +89,10 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         .iter()
         .map(|spec| {
             let p = prepare(spec, cfg, &suites, progress);
+            if let Err(e) = &p {
+                // Said once here; every case of this kernel then reports it as its error.
+                progress.note(format!("error: kernel {spec}: {e}"));
+            }
             let info = KernelInfo {
                 spec: spec.to_string(),
                 release: p.as_ref().ok().map(|p| p.kernel.release.clone()),
@@ -237,7 +241,7 @@ fn plan_items(
                 let base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
                 let todo = match prep {
                     Err(e) => Todo::Done(base.errored(e.clone())),
-                    Ok(p) => match case.requires.as_ref().and_then(|r| suite::skip_reason(r, &p.kernel)) {
+                    Ok(p) => match suite::case_skip_reason(case, &p.kernel) {
                         Some(why) => {
                             progress.note(format!(
                                 "{} › {}: skipped on {}: {why}",
@@ -328,8 +332,10 @@ fn prepare(
 ) -> Result<Prepared, String> {
     let t = Instant::now();
     let kernel = kernel::resolve(spec, &cfg.cache, progress).map_err(|e| format!("kernel {spec}: {}", chain(&e)))?;
-    if !kernel.config_enabled("CONFIG_LIVEPATCH").unwrap_or(false) {
-        return Err(format!("kernel {} has no CONFIG_LIVEPATCH", kernel.release));
+    let config = std::fs::read_to_string(&kernel.config)
+        .map_err(|e| format!("kernel {}: reading its config {}: {e}", kernel.release, kernel.config.display()))?;
+    if let Some(msg) = kernel::prereq::harness_message(&kernel.release, &kernel::prereq::KernelConfig::parse(&config)) {
+        return Err(msg);
     }
     progress.note(format!("kernel {} ready ({:.1}s)", kernel.release, t.elapsed().as_secs_f64()));
 

@@ -32,6 +32,50 @@ impl std::fmt::Display for KernelVersion {
     }
 }
 
+/// Config options a case needs because of what its steps touch, with the reason: a kernel
+/// without them skips the case naming the option, instead of failing it.
+pub fn implied_config(case: &super::Case) -> Vec<(&'static str, &'static str)> {
+    use super::Step;
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    let mut add = |opt: &'static str, why: &'static str| {
+        if !out.iter().any(|(o, _)| *o == opt) {
+            out.push((opt, why));
+        }
+    };
+    for step in &case.steps {
+        let path = match &step.value {
+            Step::Write(w) => Some(w.path.as_str()),
+            Step::Read(r) => Some(r.path.as_str()),
+            _ => None,
+        };
+        match path {
+            Some(p) if p.starts_with("/sys/kernel/debug/dynamic_debug") => {
+                add("CONFIG_DYNAMIC_DEBUG", "the case turns on livepatch's debug messages");
+                add("CONFIG_DEBUG_FS", "dynamic debug is controlled through debugfs");
+            }
+            Some("/proc/sys/kernel/ftrace_enabled") => {
+                add("CONFIG_FUNCTION_TRACER", "the case toggles kernel.ftrace_enabled")
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Why a case cannot run on `kernel` (its `requires`, or a config option its steps need), if
+/// it cannot.
+pub fn case_skip_reason(case: &super::Case, kernel: &Kernel) -> Option<String> {
+    if let Some(why) = case.requires.as_ref().and_then(|r| skip_reason(r, kernel)) {
+        return Some(why);
+    }
+    for (opt, why) in implied_config(case) {
+        if let Ok(false) = kernel.config_enabled(opt) {
+            return Some(format!("needs {opt}=y, which kernel {} lacks ({why})", kernel.release));
+        }
+    }
+    None
+}
+
 /// The version of a kernel: its package version (`6.1.192-3`), else its release.
 pub fn kernel_version(kernel: &Kernel) -> Option<KernelVersion> {
     KernelVersion::parse(&kernel.version).or_else(|| KernelVersion::parse(&kernel.release))

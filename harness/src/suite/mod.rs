@@ -6,6 +6,6 @@ pub mod model;
 pub mod per_kernel;
 pub mod spec;
 
-pub use gate::{kernel_version, skip_reason, KernelVersion};
+pub use gate::{case_skip_reason, implied_config, kernel_version, skip_reason, KernelVersion};
 pub use load::{check_modules, load_suite, parse_suite, resolve_suite_args, SuiteError};
 pub use model::*;
