@@ -3,6 +3,7 @@
 pub mod gate;
 pub mod load;
 pub mod model;
+pub mod mutate;
 pub mod per_kernel;
 pub mod spec;
 
