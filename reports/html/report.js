@@ -280,7 +280,9 @@
       });
       d.appendChild(t);
       snaps.forEach(function (s) {
-        if (s.diff) {
+        // The diff of the snapshot that failed the case is already shown as its `actual`.
+        var shown = c.failure && c.failure.actual.indexOf(s.diff ? s.diff.trim() : "\u0000") >= 0;
+        if (s.diff && !shown) {
           d.appendChild(el("h3", { text: "snapshot " + s.name + ": stored → this run" }));
           d.appendChild(pre(s.diff, "snapshot-diff"));
         }
