@@ -104,7 +104,7 @@
     var s = report.summary || {};
     var box = clear(document.getElementById("summary"));
     STATUSES.forEach(function (st) {
-      box.appendChild(el("span", { "class": "pill st-" + st, id: "summary-" + st }, el("b", { text: String(s[st] || 0) }), st === "skip" ? "skipped" : st === "error" ? "errors" : st === "pass" ? "passed" : "failed"));
+      box.appendChild(el("span", { "class": "pill st-" + st + (s[st] ? "" : " zero"), id: "summary-" + st }, el("b", { text: String(s[st] || 0) }), st === "skip" ? "skipped" : st === "error" ? "errors" : st === "pass" ? "passed" : "failed"));
     });
     var starts = [];
     runs.forEach(function (r) { (r.cases || []).forEach(function (c) { if (c.started_at) starts.push(c.started_at); }); });
