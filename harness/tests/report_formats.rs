@@ -142,6 +142,33 @@ fn html_renders_in_chromium() {
 }
 
 #[test]
+fn html_filters_by_status_suite_and_text() {
+    let (dir, _keep) = out_dir("html-filters");
+    let page = dir.join("report.html");
+    std::fs::write(&page, html::render(&sample::report(), &html::Extras::default())).unwrap();
+    let shown = |query: &str| -> Vec<String> {
+        let (dom, log) = chromium_dump_dom(&format!("{}?{query}", file_url(&page)));
+        assert!(console_messages(&log).is_empty(), "{:#?}", console_messages(&log));
+        dom.split("<tr class=\"case-row\" ")
+            .skip(1)
+            .filter(|row| !row[..row.find('>').unwrap()].contains("hidden"))
+            .map(|row| row.split('"').nth(1).unwrap().to_string())
+            .collect()
+    };
+    // Rows whose status on some kernel is enabled.
+    assert_eq!(shown("status=skip"), ["klp_conformance.loading.stack_order"]);
+    assert_eq!(
+        shown("status=fail"),
+        ["klp_conformance.lifecycle.load_enable_disable_remove", "klp_conformance.lifecycle.remove_while_enabled"]
+    );
+    assert_eq!(shown("suite=loading").len(), 2);
+    // Text matches ids, SPEC ids and the failure's text.
+    assert_eq!(shown("q=EAGAIN"), ["klp_conformance.lifecycle.remove_while_enabled"]);
+    assert_eq!(shown("q=F5&status=pass"), ["klp_conformance.lifecycle.force_without_transition"]);
+    assert!(shown("q=nothing-matches").is_empty());
+}
+
+#[test]
 fn html_reports_a_broken_page_instead_of_staying_blank() {
     // The check above relies on the page saying when its script failed: break the data.
     let page = html::render(&sample::report(), &html::Extras::default());

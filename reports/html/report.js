@@ -121,11 +121,17 @@
   var selected = null;      // {id, k}
   var buttons = {};         // id + "@" + k → button
 
+  // The filters start from the query, so CI can link to a view:
+  // report.html?status=fail,error&suite=lifecycle&q=EAGAIN
+  var query = new URLSearchParams(location.search);
+
   function renderFilters() {
     var fs = document.getElementById("status-filter");
+    var wanted = query.get("status");
+    if (wanted) STATUSES.forEach(function (st) { enabled[st] = wanted.split(",").indexOf(st) >= 0; });
     STATUSES.forEach(function (st) {
-      var box = el("input", { type: "checkbox", checked: true, value: st, "aria-label": st });
-      var label = el("label", { "class": "toggle st-" + st, "data-status": st }, box, LABEL[st]);
+      var box = el("input", { type: "checkbox", checked: enabled[st], value: st, "aria-label": st });
+      var label = el("label", { "class": "toggle st-" + st + (enabled[st] ? "" : " off"), "data-status": st }, box, LABEL[st]);
       box.addEventListener("change", function () {
         enabled[st] = box.checked;
         label.classList.toggle("off", !box.checked);
@@ -135,8 +141,11 @@
     });
     var sel = document.getElementById("suite-filter");
     suites.forEach(function (s) { sel.appendChild(el("option", { value: s, text: s })); });
+    if (suites.indexOf(query.get("suite")) >= 0) sel.value = query.get("suite");
     sel.addEventListener("change", applyFilters);
-    document.getElementById("text-filter").addEventListener("input", applyFilters);
+    var text = document.getElementById("text-filter");
+    text.value = query.get("q") || "";
+    text.addEventListener("input", applyFilters);
   }
 
   function renderMatrix() {
