@@ -98,6 +98,27 @@ fn kcidb_is_valid_for_kcidb_io() {
     assert!(e.contains("is not a 'uri'"), "{e}");
 }
 
+#[test]
+fn a_kernel_that_never_resolved_is_still_valid_junit_and_kcidb() {
+    use klp_conform::runner::{CaseOutcome, KernelInfo, KernelRun, Report};
+    let r = Report::new(vec![KernelRun {
+        kernel: KernelInfo { spec: "debian:6.1.0-99-amd64".into(), release: None, version: None, config: None },
+        accel: "auto".into(),
+        accel_note: None,
+        version_notes: Vec::new(),
+        cases: vec![CaseOutcome::new("lifecycle", "remove-while-enabled", vec!["RM1".into()])
+            .errored("kernel debian:6.1.0-99-amd64: no such package")],
+    }]);
+    let (dir, _keep) = out_dir("unresolved");
+    let xml = dir.join("junit.xml");
+    std::fs::write(&xml, junit::render(&r)).unwrap();
+    assert_junit_valid(&xml);
+    let doc = dir.join("kcidb.json");
+    std::fs::write(&doc, kcidb::render_string(&r, &kcidb::file_url_base(&dir).unwrap())).unwrap();
+    let out = kcidb_validate(&doc).unwrap_or_else(|e| panic!("kcidb-io rejects it:\n{e}"));
+    assert!(out.contains("1 checkouts, 1 builds, 1 tests"), "{out}");
+}
+
 // ---- HTML -----------------------------------------------------------------------------------
 
 #[test]
