@@ -156,7 +156,7 @@ pub fn render(report: &Report, url_base: &Url) -> Document {
             }),
             start_time: started.clone(),
             valid: k.version.is_some(),
-            misc: json!({ "package_version": k.version, "kernel_spec": k.spec }),
+            misc: compact(json!({ "package_version": k.version, "kernel_spec": k.spec })),
         });
         if started.is_some() && (checkout.start_time.is_none() || started < checkout.start_time) {
             checkout.start_time = started.clone();
@@ -179,7 +179,7 @@ pub fn render(report: &Report, url_base: &Url) -> Document {
                 config_name: config_name(k.release.as_deref(), local),
                 config_url: k.config.as_deref().and_then(|c| join(url_base, c)),
                 status: k.release.is_some().then_some("PASS"),
-                misc: json!({
+                misc: compact(json!({
                     "release": k.release,
                     "package_version": k.version,
                     "kernel_spec": k.spec,
@@ -187,7 +187,7 @@ pub fn render(report: &Report, url_base: &Url) -> Document {
                     "accel": run.accel,
                     "accel_note": run.accel_note,
                     "version_notes": run.version_notes,
-                }),
+                })),
             });
         }
         for c in &run.cases {
@@ -234,7 +234,7 @@ fn test(run: &KernelRun, c: &CaseOutcome, release: &str, version: &str, build_id
         log_url,
         log_excerpt: excerpt(c),
         output_files,
-        misc: json!({
+        misc: compact(json!({
             "case_id": c.id,
             "spec": c.spec,
             "divergence": c.divergence,
@@ -243,8 +243,16 @@ fn test(run: &KernelRun, c: &CaseOutcome, release: &str, version: &str, build_id
             "snapshots": c.snapshots,
             "steps": c.steps,
             "logs": c.logs,
-        }),
+        })),
     }
+}
+
+/// KCIDB has no nulls ("data is missing" is an absent field), in `misc` either.
+fn compact(mut v: Value) -> Value {
+    if let Value::Object(map) = &mut v {
+        map.retain(|_, x| !x.is_null());
+    }
+    v
 }
 
 /// `klp_conformance.<suite>.<case>` → `livepatch.<suite>.<case>`.
@@ -362,5 +370,7 @@ mod tests {
         assert_eq!(a.builds.len(), 2);
         assert!(a.tests.iter().all(|t| a.builds.iter().any(|b| b.id == t.build_id)));
         assert!(a.builds.iter().all(|b| a.checkouts.iter().any(|c| c.id == b.checkout_id)));
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains("null"), "no nulls anywhere: {text}");
     }
 }
