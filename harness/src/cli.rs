@@ -112,9 +112,12 @@ pub struct ConformanceArgs {
     /// Suite to run, by name (suites/<NAME>.yaml) or path. Repeatable; default: every suite.
     #[arg(long = "suite", value_name = "NAME|PATH")]
     pub suites: Vec<String>,
-    /// Where report.json and the per-case logs go.
+    /// Where report.json, report.html, junit.xml, kcidb.json and the per-case logs go.
     #[arg(long, value_name = "DIR", default_value = "target/klp-conform/latest")]
     pub out: PathBuf,
+    /// Where the JUnit and KCIDB files go (boxed: the command enum stays small).
+    #[command(flatten)]
+    pub reports: Box<ReportArgs>,
     /// `auto` uses KVM only if /dev/kvm works and a guest boots in time, else TCG.
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: Accel,
@@ -133,6 +136,20 @@ pub struct ConformanceArgs {
     pub jobs: usize,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the JUnit XML here instead of DIR/junit.xml.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the KCIDB v5 JSON here instead of DIR/kcidb.json.
+    #[arg(long, value_name = "FILE")]
+    pub kcidb: Option<PathBuf>,
+    /// Where CI publishes DIR: KCIDB's log and config URLs are made below it
+    /// [default: DIR as a file:// URL].
+    #[arg(long, value_name = "URL", value_parser = crate::report::kcidb::parse_url_base)]
+    pub kcidb_url_base: Option<url::Url>,
 }
 
 /// Guests mostly wait (transitions retry once a second, fake signals come after 15 s), so more
@@ -300,6 +317,11 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             accel: a.accel,
             cache: a.common.cache(),
             workspace: a.common.workspace.clone(),
+            reports: crate::report::ResultFiles {
+                junit: a.reports.junit.clone(),
+                kcidb: a.reports.kcidb.clone(),
+                kcidb_url_base: a.reports.kcidb_url_base.clone(),
+            },
             snapshots: SnapshotSettings {
                 dir: a.snapshot_dir.clone().unwrap_or_else(|| a.common.workspace.join("suites/snapshots")),
                 mode: a.snapshots,

@@ -1,6 +1,9 @@
 //! The whole path on a real kernel: fetch it, build the Rust livepatch module for it, boot it
 //! under QEMU, run a suite through the agent, and check the contract: KTAP on stdout,
-//! report.json, per-case logs, exit codes, and no QEMU left behind.
+//! report.json, per-case logs, exit codes, and no QEMU left behind; the real run's junit.xml,
+//! kcidb.json, report.html and report.json each pass their format's validator.
+
+mod validators;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -95,6 +98,23 @@ fn lifecycle_suite_passes_on_the_default_kernel() {
         assert!(dmesg.contains(line), "missing {line:?} in dmesg:\n{dmesg}");
     }
     assert_eq!(r["summary"], serde_json::json!({"pass": 4, "fail": 0, "skip": 0, "error": 0}));
+    assert!(cases.iter().all(|c| c["started_at"].is_string()), "every case that ran has a start time");
+    assert!(out.path().join(run["kernel"]["config"].as_str().unwrap()).is_file(), "the kernel's config is kept");
+    check_result_files(out.path(), 4);
+}
+
+/// Every result file of a real run, through its format's validator.
+fn check_result_files(out: &Path, cases: usize) -> (String, serde_json::Value) {
+    validators::assert_report_valid(&report(out));
+    validators::assert_junit_valid(&out.join("junit.xml"));
+    let ok = validators::kcidb_validate(&out.join("kcidb.json")).unwrap_or_else(|e| panic!("kcidb-io: {e}"));
+    assert!(ok.contains(&format!("{cases} tests")), "{ok}");
+    let (dom, log) = validators::chromium_dump_dom(&validators::file_url(&out.join("report.html")));
+    assert!(validators::console_messages(&log).is_empty(), "{:#?}", validators::console_messages(&log));
+    assert!(dom.contains("data-status=\"rendered\""), "{dom}");
+    assert_eq!(dom.matches("class=\"case-row\"").count(), cases);
+    let kcidb = serde_json::from_str(&std::fs::read_to_string(out.join("kcidb.json")).unwrap()).unwrap();
+    (dom, kcidb)
 }
 
 #[test]
@@ -125,6 +145,12 @@ fn a_wrong_expectation_is_a_conformance_failure() {
     assert_eq!(c["failure"]["line"], 8);
     assert_eq!(c["failure"]["expected"], "\"0\"");
     assert_eq!(c["failure"]["actual"], "\"1\"");
+    let (dom, kcidb) = check_result_files(&out, 1);
+    assert!(dom.contains("Failed at step 2: read /sys/kernel/livepatch/klp_ref_cmdline/enabled (line 8)"), "{dom}");
+    assert_eq!(kcidb["tests"][0]["status"], "FAIL");
+    assert_eq!(kcidb["tests"][0]["path"], "livepatch.wrong.enabled_is_not_zero");
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure message=\"step 2: read /sys/kernel/livepatch/klp_ref_cmdline/enabled (line 8): expected &quot;0&quot;\""), "{junit}");
 }
 
 #[test]

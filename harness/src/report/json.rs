@@ -6,9 +6,14 @@ use crate::fsutil::write_atomic;
 use crate::runner::Report;
 
 pub fn write_report(report: &Report, out_dir: &Path) -> std::io::Result<()> {
+    write_atomic(&out_dir.join("report.json"), render(report).as_bytes())
+}
+
+/// The text of `report.json`.
+pub fn render(report: &Report) -> String {
     let mut text = serde_json::to_string_pretty(report).expect("report types always serialise");
     text.push('\n');
-    write_atomic(&out_dir.join("report.json"), text.as_bytes())
+    text
 }
 
 #[cfg(test)]
@@ -33,6 +38,7 @@ mod tests {
                 spec: "debian".into(),
                 release: Some("6.1.0-56-amd64".into()),
                 version: Some("6.1.192-2".into()),
+                config: None,
             },
             accel: "tcg".into(),
             accel_note: Some("auto: /dev/kvm unusable".into()),

@@ -41,6 +41,10 @@ pub struct CaseOutcome {
     pub suite: String,
     pub case: String,
     pub status: Status,
+    /// When the case's guest started booting (RFC 3339, UTC); absent for a case that never
+    /// ran (skipped by `requires`, or its kernel could not be prepared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     pub duration_s: f64,
     pub spec: Vec<String>,
     pub failure: Option<Failure>,
@@ -67,6 +71,7 @@ impl CaseOutcome {
             suite: suite.into(),
             case: case.into(),
             status: Status::Pass,
+            started_at: None,
             duration_s: 0.0,
             spec,
             failure: None,
@@ -92,6 +97,11 @@ impl CaseOutcome {
     }
 }
 
+/// Now, as RFC 3339 in UTC with milliseconds (`2026-11-02T09:14:03.512Z`).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Test ids are dot paths; case names use `-` in YAML and `_` in ids so every CI system
 /// (JUnit classnames, KCIDB paths) takes them as one identifier.
 pub fn case_id(suite: &str, case: &str) -> String {
@@ -103,6 +113,9 @@ pub struct KernelInfo {
     pub spec: String,
     pub release: Option<String>,
     pub version: Option<String>,
+    /// The kernel's `.config`, copied into the output directory (path relative to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,7 +196,7 @@ mod tests {
         };
         let run = |cases| {
             Report::new(vec![KernelRun {
-                kernel: KernelInfo { spec: "debian".into(), release: None, version: None },
+                kernel: KernelInfo { spec: "debian".into(), release: None, version: None, config: None },
                 accel: "tcg".into(),
                 accel_note: None,
                 version_notes: Vec::new(),

@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub snapshots: SnapshotSettings,
     /// Cases run in this many guests at once.
     pub jobs: usize,
+    /// Where the JUnit and KCIDB files go (`report.json` and `report.html` go to `out`).
+    pub reports: crate::report::ResultFiles,
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -79,6 +81,7 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         })
         .collect::<Result<Vec<_>, suite::SuiteError>>()?;
     std::fs::create_dir_all(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
+    crate::report::check_writable(&cfg.out, &cfg.reports)?;
 
     let mut ktap = KtapWriter::new(ktap, cfg.kernels.len() * suites.len())
         .map_err(|source| RunError::Output { path: "stdout".into(), source })?;
@@ -97,6 +100,7 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
                 spec: spec.to_string(),
                 release: p.as_ref().ok().map(|p| p.kernel.release.clone()),
                 version: p.as_ref().ok().map(|p| p.kernel.version.clone()),
+                config: p.as_ref().ok().and_then(|p| crate::report::keep_kernel_config(&cfg.out, &p.kernel, progress)),
             };
             (info, p)
         })
@@ -191,8 +195,7 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         .collect();
     let mut report = Report::new(runs);
     report.coverage = coverage(&report, &cfg.workspace, &mut ktap, progress)?;
-    crate::report::json::write_report(&report, &cfg.out)
-        .map_err(|source| RunError::Output { path: cfg.out.join("report.json"), source })?;
+    crate::report::write_all(&report, &cfg.out, &cfg.reports)?;
     note_snapshots(&report, &cfg.snapshots, progress);
     let s = &report.summary;
     progress.note(format!(
@@ -393,6 +396,7 @@ fn run_one(
     progress: &Progress,
 ) -> CaseOutcome {
     let started = Instant::now();
+    out.started_at = Some(now_rfc3339());
     let rel = PathBuf::from("logs").join(&p.kernel.release).join(suite.name()).join(case.name());
     let workdir = out_dir.join(&rel);
     let _ = std::fs::remove_dir_all(&workdir);
