@@ -12,6 +12,7 @@
 //! ```
 
 pub mod cpio;
+pub mod recipe;
 mod vmlinux;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use crate::progress::Progress;
 use crate::tools::{self, ToolError};
 
 use cpio::CpioWriter;
+pub use recipe::{GuestRecipe, RecipeError};
 pub use vmlinux::boot_image;
 
 /// The guest paths are the agent's business too: they live in the shared protocol crate.
