@@ -12,6 +12,7 @@
 //! ```
 
 pub mod cpio;
+mod modules;
 pub mod recipe;
 mod vmlinux;
 
@@ -23,6 +24,7 @@ use crate::progress::Progress;
 use crate::tools::{self, ToolError};
 
 use cpio::CpioWriter;
+pub use modules::{guest_modules, modinfo, module_name_of, read_module, ModuleIndex};
 pub use recipe::{GuestRecipe, RecipeError};
 pub use vmlinux::boot_image;
 
@@ -43,6 +45,12 @@ pub enum ImageError {
     AgentBuild(#[source] ToolError),
     #[error("module file {path}: {why}")]
     BadModule { path: PathBuf, why: String },
+    #[error(
+        "kernel {release} has no module `{module}` in {} and does not build it in{}; the guest needs it: {why}",
+        dir.display(),
+        config.as_deref().map(|c| format!(" ({c} is neither m nor y)")).unwrap_or_default()
+    )]
+    MissingModule { release: String, module: String, config: Option<String>, why: String, dir: PathBuf },
 }
 
 impl ImageError {
@@ -117,7 +125,8 @@ impl Initramfs {
         self
     }
 
-    /// A kernel module the agent loads before it serves (in the order given).
+    /// A kernel module the agent loads before it serves (in the order given, which must put
+    /// dependencies first); `.ko.xz`, `.ko.zst` and `.ko.gz` are stored decompressed.
     pub fn boot_modules(mut self, kos: &[PathBuf]) -> Self {
         self.boot_modules.extend(kos.iter().cloned());
         self
@@ -148,7 +157,7 @@ impl Initramfs {
         w.dir(&GUEST_BOOT_MODULE_DIR[1..], 0o755).map_err(io)?;
         for (i, ko) in self.boot_modules.iter().enumerate() {
             let name = ko_name(ko)?;
-            let data = read_ko(ko)?;
+            let data = read_module(ko)?;
             // The numeric prefix is the load order (dependencies first).
             w.file(&format!("{}/{i:02}-{name}", &GUEST_BOOT_MODULE_DIR[1..]), 0o644, &data).map_err(io)?;
         }
@@ -172,16 +181,18 @@ pub fn guest_module_path(module: &str) -> String {
     format!("{GUEST_MODULE_DIR}/{module}.ko")
 }
 
+/// `<name>.ko` for a module file `<name>.ko` (or `.ko.xz`, `.ko.zst`, `.ko.gz`: the image
+/// stores it decompressed).
 fn ko_name(ko: &Path) -> Result<String, ImageError> {
     let name = ko.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let stem = name.strip_suffix(".ko").unwrap_or("");
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or("");
     if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(ImageError::BadModule {
             path: ko.to_path_buf(),
-            why: "expected a file named <name>.ko (letters, digits, `_`, `-`)".into(),
+            why: "expected a file named <name>.ko (letters, digits, `_`, `-`; or .ko.xz, .ko.zst, .ko.gz)".into(),
         });
     }
-    Ok(name.to_string())
+    Ok(format!("{stem}.ko"))
 }
 
 fn read_ko(ko: &Path) -> Result<Vec<u8>, ImageError> {
