@@ -1,8 +1,9 @@
 //! The host side of the agent channel: typed requests with deadlines.
 //!
-//! The channel is a byte stream (QEMU's unix-socket chardev behind the guest's ttyS1), so the
-//! client tolerates what a serial line produces: noise before the agent put the port in raw
-//! mode, answers to requests it gave up on (skipped by id), lines that are not JSON (skipped).
+//! The channel is a byte stream (QEMU's unix-socket chardev behind the guest's virtio-serial
+//! port or ttyS1), so the client tolerates what a serial line produces: noise before the agent
+//! put a tty in raw mode, answers to requests it gave up on (skipped by id), lines that are not
+//! JSON (skipped).
 //!
 //! Every call has a host-side deadline. While it waits, the client asks its [`Watchdog`] (the
 //! [`Vm`](crate::vm::Vm) that owns it: QEMU's exit status, QMP events, the console) whether the
@@ -22,8 +23,10 @@ use klp_protocol::{
 const TICK: Duration = Duration::from_millis(100);
 /// Added to the guest-side timeout of a [`Request::WaitFor`] for the host's deadline.
 const WAIT_MARGIN: Duration = Duration::from_secs(10);
-/// How often [`AgentClient::handshake`] repeats its hello: bytes sent before the guest opened
-/// its port are partly lost, so the boot time is quantised by this.
+/// How often [`AgentClient::handshake`] repeats its hello. On a UART, bytes sent before the
+/// guest opened its port are partly lost, so the boot time is quantised by this; a virtio port
+/// keeps them queued until the agent opens it, which then answers the first at once (the
+/// answers to the others are skipped by id).
 const HELLO_RESEND: Duration = Duration::from_millis(250);
 /// How often [`AgentClient::wait_for`] polls in the guest.
 const DEFAULT_POLL: Duration = Duration::from_millis(10);

@@ -72,8 +72,20 @@ fn serves_requests() {
     let kmsg = a.read_kmsg(0).unwrap();
     assert!(kmsg.len() > 100, "{} records", kmsg.len());
     assert!(kmsg.iter().any(|r| r.text.starts_with("Linux version")));
+    // The channel is the recipe's virtio-serial port, found by name without udev.
     let agent_line =
-        kmsg.iter().find(|r| r.text.starts_with("klp-agent: serving on /dev/ttyS1")).expect("agent logged");
+        kmsg.iter().find(|r| r.text.starts_with("klp-agent: serving on /dev/vport")).expect("agent logged");
+    assert!(agent_line.text.contains("(virtio:org.klp-conform.agent, opened in "), "{}", agent_line.text);
+    // Its drivers were loaded from the image, dependencies first.
+    let loaded: Vec<&str> = kmsg
+        .iter()
+        .filter_map(|r| r.text.strip_prefix("klp-agent: loaded /lib/modules/boot/"))
+        .filter_map(|t| t.split(".ko").next())
+        .collect();
+    eprintln!("boot modules: {loaded:?}");
+    let at = |m: &str| loaded.iter().position(|l| l.ends_with(m)).unwrap_or_else(|| panic!("{m} not in {loaded:?}"));
+    assert!(at("-virtio") < at("-virtio_pci") && at("-virtio_ring") < at("-virtio_console"));
+    assert!(at("-virtio_pci") < at("-virtio_console") && at("-pvpanic") < at("-pvpanic-mmio"));
     assert_eq!(agent_line.level, 6);
     assert!(kmsg.windows(2).all(|w| w[0].seq < w[1].seq));
     let later = a.read_kmsg(agent_line.seq).unwrap();
@@ -141,15 +153,16 @@ fn guest_panic_fails_the_request_fast() {
     assert_eq!(qemu_children(), Vec::<u32>::new());
 }
 
-/// Without pvpanic (an image built with plain `build_initramfs`), `panic=-1` + `-no-reboot`
-/// end QEMU instead; the request fails as fast, with the same excerpt.
+/// Without pvpanic (the recipe without it), `panic=-1` + `-no-reboot` end QEMU instead; the
+/// request fails as fast, with the same excerpt.
 #[test]
 fn guest_panic_without_pvpanic_ends_qemu() {
     let fx = fixture();
-    let initramfs = fx.dir.path().join("plain.cpio");
-    klp_conform::image::build_initramfs(&fx.agent, &[], &initramfs).unwrap();
+    let mut recipe = fx.recipe.clone();
+    recipe.modules.retain(|m| !m.name.starts_with("pvpanic"));
     let mut cfg = fx.config("panic-plain");
-    cfg.initramfs = initramfs;
+    cfg.initramfs = fx.initramfs_for(&recipe, &[], "plain.cpio");
+    cfg.guest = recipe;
     let mut vm = Vm::boot(&cfg).unwrap();
     let pid = vm.pid();
     let t = Instant::now();

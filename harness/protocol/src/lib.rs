@@ -1,8 +1,9 @@
 //! The wire protocol between the klp-conform harness (host) and its agent (guest PID 1).
 //!
-//! One JSON object per line in each direction over a dedicated serial port (ttyS1; the 8250
-//! UART is built into every Debian kernel, so the channel needs no guest module). The host sends
-//! an [`Envelope<Request>`], the agent answers with an [`Envelope<Response>`] carrying the same
+//! One JSON object per line in each direction over a byte channel between QEMU and the guest:
+//! a virtio-serial port by default, or a second 8250 UART ([`Channel`]; the harness names it on
+//! the kernel command line with [`CHANNEL_PARAM`], the agent finds it there). The host sends an
+//! [`Envelope<Request>`], the agent answers with an [`Envelope<Response>`] carrying the same
 //! `id`, so a late answer to a request the host gave up on is recognised and dropped.
 //!
 //! Errors that the kernel returns are data, not failures of the channel: every operation that
@@ -16,7 +17,10 @@ pub const GUEST_MODULE_DIR: &str = "/lib/modules/klp";
 pub const GUEST_BOOT_MODULE_DIR: &str = "/lib/modules/boot";
 
 /// The version the agent reports in [`Response::Hello`]; the host refuses another.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: the channel is named on the kernel command line ([`CHANNEL_PARAM`]) and is a
+/// virtio-serial port unless it says otherwise (1 was always ttyS1).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The kernel command line parameter that tells the agent where its channel is, as
 /// `klp_agent.channel=<`[`Channel`]`>`. A dotted name: the kernel takes it for a parameter of a
@@ -62,7 +66,7 @@ impl Channel {
         let value = cmdline
             .split_whitespace()
             .filter_map(|t| t.strip_prefix(prefix.as_str()))
-            .last()
+            .next_back()
             .ok_or_else(|| format!("no {CHANNEL_PARAM}= on the kernel command line"))?;
         Self::parse(value)
     }

@@ -8,8 +8,13 @@
 //! /dev/console               5:1, so the kernel can hand init its stdio before devtmpfs exists
 //! /dev /proc /sys /tmp       mount points
 //! /lib/modules/klp/<m>.ko    the modules under test
-//! /lib/modules/boot/NN-x.ko  kernel modules the VM itself needs (pvpanic), loaded at start
+//! /lib/modules/boot/NN-x.ko  kernel modules the guest itself needs (the channel's virtio
+//!                            drivers, pvpanic) with their dependencies, loaded at start in
+//!                            NN order; compressed ones are stored decompressed
 //! ```
+//!
+//! What the guest is made of (machine, channel, command line, those modules) is declared in
+//! `images/guest.yaml`: [`recipe`].
 
 pub mod cpio;
 mod modules;
@@ -19,7 +24,6 @@ mod vmlinux;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::kernel::Kernel;
 use crate::progress::Progress;
 use crate::tools::{self, ToolError};
 
@@ -91,14 +95,6 @@ pub fn agent_binary(workspace_root: &Path, progress: &Progress) -> Result<PathBu
         ));
     }
     Ok(bin)
-}
-
-/// The kernel's own modules a klp-conform VM loads at start, in load order: `pvpanic` and
-/// `pvpanic-mmio`, so that a guest panic reaches QEMU as the QMP `GUEST_PANICKED` event (Debian
-/// builds them as modules). Those the kernel does not have are left out.
-pub fn vm_boot_modules(kernel: &Kernel) -> Vec<PathBuf> {
-    let dir = kernel.modules_dir.join("kernel/drivers/misc/pvpanic");
-    ["pvpanic.ko", "pvpanic-mmio.ko"].iter().map(|m| dir.join(m)).filter(|p| p.is_file()).collect()
 }
 
 /// What goes into an initramfs besides the fixed skeleton.

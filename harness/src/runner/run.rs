@@ -11,6 +11,7 @@ use klp_protocol::{Condition, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntr
 use super::exec::{run_case_with, Guest, GuestError, SnapshotContext};
 use super::outcome::*;
 use crate::agent_client::{AgentClient, AgentError};
+use crate::image::GuestRecipe;
 use crate::kernel::{self, Kernel, KernelSpec};
 use crate::progress::Progress;
 use crate::report::ktap::KtapWriter;
@@ -37,6 +38,8 @@ pub struct RunConfig {
 pub enum RunError {
     #[error(transparent)]
     Suite(#[from] suite::SuiteError),
+    #[error(transparent)]
+    Recipe(#[from] image::RecipeError),
     #[error("writing results to {path}: {source}")]
     Output {
         path: PathBuf,
@@ -57,6 +60,8 @@ struct Prepared {
     /// What QEMU boots: the uncompressed vmlinux when it could be extracted, else the bzImage.
     boot_kernel: PathBuf,
     initramfs: PathBuf,
+    /// What the guest is made of (`images/guest.yaml`).
+    guest: GuestRecipe,
     accel: Accel,
     accel_note: Option<String>,
 }
@@ -75,13 +80,15 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
             Ok(LoadedSuite { path: p.clone(), text, suite })
         })
         .collect::<Result<Vec<_>, suite::SuiteError>>()?;
+    // So is a bad guest recipe.
+    let guest = GuestRecipe::from_workspace(&cfg.workspace)?;
     std::fs::create_dir_all(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
 
     let mut ktap = KtapWriter::new(ktap, cfg.kernels.len() * suites.len())
         .map_err(|source| RunError::Output { path: "stdout".into(), source })?;
     let mut runs = Vec::new();
     for spec in &cfg.kernels {
-        runs.push(run_kernel(spec, cfg, &suites, &mut ktap, progress)?);
+        runs.push(run_kernel(spec, cfg, &guest, &suites, &mut ktap, progress)?);
     }
     let mut report = Report::new(runs);
     report.coverage = coverage(&report, &cfg.workspace, &mut ktap, progress)?;
@@ -105,11 +112,12 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
 fn run_kernel<W: Write>(
     spec: &KernelSpec,
     cfg: &RunConfig,
+    guest: &GuestRecipe,
     suites: &[LoadedSuite],
     ktap: &mut KtapWriter<W>,
     progress: &Progress,
 ) -> Result<KernelRun, RunError> {
-    let prepared = prepare(spec, cfg, suites, progress);
+    let prepared = prepare(spec, cfg, guest, suites, progress);
     let kinfo = match &prepared {
         Ok(p) => KernelInfo {
             spec: spec.to_string(),
@@ -197,6 +205,7 @@ fn stdout_err(source: std::io::Error) -> RunError {
 fn prepare(
     spec: &KernelSpec,
     cfg: &RunConfig,
+    guest: &GuestRecipe,
     suites: &[LoadedSuite],
     progress: &Progress,
 ) -> Result<Prepared, String> {
@@ -221,9 +230,11 @@ fn prepare(
         .map_err(|e| format!("building the guest agent: {}", chain(&e)))?;
     let initramfs = cfg.out.join("images").join(format!("{}.cpio", kernel.release));
     let ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
+    let boot_modules = image::guest_modules(&kernel, guest)
+        .map_err(|e| format!("the guest's own modules ({}): {}", guest.source.display(), chain(&e)))?;
     image::Initramfs::new(&agent)
         .modules(&ko)
-        .boot_modules(&image::vm_boot_modules(&kernel))
+        .boot_modules(&boot_modules)
         .write(&initramfs)
         .map_err(|e| format!("writing the initramfs: {}", chain(&e)))?;
     // The uncompressed vmlinux boots ~2 s faster under TCG than the bzImage (PVH entry).
@@ -233,21 +244,11 @@ fn prepare(
 
     let t = Instant::now();
     let probe_dir = cfg.out.join("logs").join(&kernel.release).join("accel-probe");
-    let probe = vm_config(&boot_kernel, &initramfs, probe_dir, Accel::Kvm);
+    let probe = VmConfig { accel: Accel::Kvm, ..VmConfig::new(&boot_kernel, &initramfs, &probe_dir, guest) };
     let (accel, note) = vm::probe_accel(cfg.accel, &probe, &cfg.cache, progress)
         .map_err(|e| format!("choosing an accelerator: {}", chain(&e)))?;
     progress.note(format!("accelerator: {accel} ({:.1}s)", t.elapsed().as_secs_f64()));
-    Ok(Prepared { kernel, boot_kernel, initramfs, accel, accel_note: Some(note) })
-}
-
-fn vm_config(boot_kernel: &Path, initramfs: &Path, workdir: PathBuf, accel: Accel) -> VmConfig {
-    VmConfig {
-        vmlinuz: boot_kernel.to_path_buf(),
-        initramfs: initramfs.to_path_buf(),
-        workdir,
-        accel,
-        ..VmConfig::default()
-    }
+    Ok(Prepared { kernel, boot_kernel, initramfs, guest: guest.clone(), accel, accel_note: Some(note) })
 }
 
 /// Boot a guest, run the case's steps, keep console and kernel log, power off.
@@ -270,7 +271,7 @@ fn run_one(
     out.logs.insert("console".into(), rel.join("console.log").display().to_string());
     progress.note(format!("{} › {}: booting {}", suite.name(), case.name(), p.kernel.release));
 
-    let cfg = vm_config(&p.boot_kernel, &p.initramfs, workdir.clone(), p.accel);
+    let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
     let mut vm = match Vm::boot(&cfg) {
         Ok(vm) => vm,
         Err(e) => {

@@ -121,7 +121,7 @@ mod tests {
 [    0.000000] Command line: console=ttyS0 panic=-1
 [    1.204518] Freeing unused kernel image (initmem) memory: 2960K
 [    1.310002] Run /init as init process
-[    1.401113] klp-agent: serving on /dev/ttyS1
+[    1.401113] klp-agent: serving on /dev/vport0p1 (virtio:org.klp-conform.agent, opened in 12 ms)
 ";
 
     const OOPS: &str = "\
