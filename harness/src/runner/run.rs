@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use klp_protocol::{Condition, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
 
-use super::exec::{run_case_with, Guest, GuestError, SnapshotContext};
+use super::exec::{run_case_with, Guest, GuestError, GuestFault, SnapshotContext};
 use super::outcome::*;
 use crate::agent_client::{AgentClient, AgentError};
 use crate::image::GuestRecipe;
@@ -279,9 +279,10 @@ fn run_one(
             return out.errored(format!("the VM did not boot: {}", chain(&e)));
         }
     };
-    let result = run_case_with(case, &mut VmGuest { vm: &mut vm }, Some(snapshots));
+    let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots));
 
-    // The kernel log is part of the evidence whatever the verdict.
+    // The kernel log is part of the evidence whatever the verdict (once the channel is lost
+    // the agent is not asked again: this fails at once).
     if let Ok(records) = vm.agent().read_kmsg(0) {
         let text: String = records
             .iter()
@@ -310,15 +311,33 @@ fn run_one(
 }
 
 /// The executor's view of a booted VM.
-struct VmGuest<'a> {
+pub struct VmGuest<'a> {
     vm: &'a mut Vm,
 }
 
-impl VmGuest<'_> {
-    /// One agent call; a failure learns from the console whether the kernel died.
+impl<'a> VmGuest<'a> {
+    pub fn new(vm: &'a mut Vm) -> Self {
+        Self { vm }
+    }
+
+    /// One agent call. A failure says whether the VM saw the kernel die, the channel was lost
+    /// (the executor then reads the console: [`super::exec::judge_lost_guest`]) or the agent
+    /// could not serve the request.
     fn call<T>(&mut self, f: impl FnOnce(&mut AgentClient) -> Result<T, AgentError>) -> Result<T, GuestError> {
-        let r = f(self.vm.agent());
-        r.map_err(|e| GuestError { message: e.to_string(), kernel_died: self.vm.console_problem().map(|p| p.excerpt) })
+        f(self.vm.agent()).map_err(|e| {
+            let fault = if e.kernel_died() {
+                GuestFault::KernelDied
+            } else if e.is_lost_channel() {
+                GuestFault::Lost
+            } else {
+                GuestFault::Harness
+            };
+            let excerpt = match &e {
+                AgentError::GuestDied { gone, .. } => Some(gone.excerpt.clone()),
+                _ => None,
+            };
+            GuestError { message: e.summary(), fault, excerpt }
+        })
     }
 }
 
@@ -355,6 +374,9 @@ impl Guest for VmGuest<'_> {
     }
     fn kernel_problem(&mut self) -> Option<String> {
         self.vm.console_problem().map(|p| p.excerpt)
+    }
+    fn console_text(&mut self) -> String {
+        self.vm.console_text()
     }
 }
 

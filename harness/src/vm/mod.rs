@@ -200,22 +200,26 @@ impl Monitor {
         self.poll_events();
         self.console.refresh();
         let shutdown = self.events.iter().find(|e| matches!(e, VmEvent::Shutdown { .. })).cloned();
-        let reason = if self.events.contains(&VmEvent::GuestPanicked) {
-            "guest panicked (QMP GUEST_PANICKED)".to_string()
+        // The guest resetting itself (panic=-1 without pvpanic, a triple fault) is the kernel
+        // dying too: the agent never reboots.
+        let reset = shutdown.as_ref().is_some_and(VmEvent::is_guest_reset);
+        let (reason, mut kernel_died) = if self.events.contains(&VmEvent::GuestPanicked) {
+            ("guest panicked (QMP GUEST_PANICKED)".to_string(), true)
         } else if let Some(st) = self.try_exit() {
             match shutdown {
-                Some(ev) => format!("QEMU exited ({st}) after QMP {ev}"),
-                None => format!("QEMU exited ({st})"),
+                Some(ev) => (format!("QEMU exited ({st}) after QMP {ev}"), reset),
+                None => (format!("QEMU exited ({st})"), false),
             }
         } else if let Some(ev) = shutdown {
-            format!("guest is shutting down (QMP {ev})")
+            (format!("guest is shutting down (QMP {ev})"), reset)
         } else if console::shows_panic(self.console.text()) {
-            "guest panicked (kernel panic on the console)".to_string()
+            ("guest panicked (kernel panic on the console)".to_string(), true)
         } else {
             return Ok(());
         };
         self.settle();
         let text = self.console.text();
+        kernel_died |= console::shows_panic(text);
         let mut excerpt = match console::scan_console(text) {
             Some(p) => p.excerpt,
             None => console::tail(text, CONSOLE_TAIL),
@@ -223,7 +227,7 @@ impl Monitor {
         if self.exit.is_some_and(|st| !st.success()) {
             excerpt.push_str(&format!("\n--- qemu.log ---\n{}", self.qemu_log_tail()));
         }
-        let gone = GuestGone { reason, excerpt };
+        let gone = GuestGone { reason, excerpt, kernel_died };
         self.gone = Some(gone.clone());
         Err(gone)
     }
@@ -432,6 +436,17 @@ impl Vm {
             source: std::io::ErrorKind::NotConnected.into(),
         })?;
         q.status().map_err(|source| VmError::Qmp { what: "query-status".into(), source })
+    }
+
+    /// QMP `stop`: freeze the guest's CPUs. The kernel neither runs nor dies, so its agent
+    /// simply stops answering (how tests make a channel go silent with a healthy console).
+    pub fn pause(&self) -> Result<(), VmError> {
+        let mut m = lock(&self.monitor);
+        let q = m.qmp.as_mut().ok_or_else(|| VmError::Qmp {
+            what: "stop: QMP connection is closed".into(),
+            source: std::io::ErrorKind::NotConnected.into(),
+        })?;
+        q.stop().map_err(|source| VmError::Qmp { what: "stop".into(), source })
     }
 
     /// QMP events seen so far.
