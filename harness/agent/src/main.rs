@@ -4,9 +4,10 @@
 //! itself (the channel's virtio drivers, pvpanic) in the order the image gives (dependencies
 //! first), opens the channel the kernel command line names ([`channel`]: a virtio-serial port,
 //! or a serial tty) and then serves [`klp_protocol::Request`]s one at a time, one JSON line each
-//! way. It sends nothing until the host speaks. Errors of the kernel are answers ([`Response::Errno`]); a request it cannot
-//! serve is answered with [`Response::Error`]. It never exits: PID 1 exiting panics the kernel,
-//! so any failure of the agent itself powers the machine off instead.
+//! way. It sends nothing until the host speaks. Errors of the kernel are answers
+//! ([`Response::Errno`]); a request it cannot serve is answered with [`Response::Error`]. It
+//! never exits: PID 1 exiting panics the kernel, so any failure of the agent itself powers the
+//! machine off instead.
 //!
 //! Run as any other PID (for tests on the host) it mounts nothing and serves stdin/stdout.
 //! Run as `--reader <tag> <path> <result-file>` it is a background reader ([`readers`]).
