@@ -14,7 +14,9 @@ packages=(
   libclang-dev      # bindgen (as a library) loads libclang at run time
   gcc-12 gcc make   # kbuild for the module shim, modpost, the layout re-check
   libelf1           # objtool and modpost from the extracted linux-kbuild package link it
-  xz-utils          # unpacks the bzImage into a vmlinux that boots ~2 s faster under TCG
+  xz-utils          # unpacks the bzImage into a vmlinux that boots ~2 s faster under TCG,
+                    #   and .ko.xz modules (Debian 6.12+) into the initramfs
+  zstd              # .ko.zst modules and zstd-compressed kernels, likewise
   cpio              # only for inspecting initramfs images by hand; the harness writes cpio itself
   ca-certificates
   # The tests validate every report format with what its consumers trust:

@@ -1,8 +1,13 @@
 //! The host side of the agent channel: typed requests with deadlines.
 //!
-//! The channel is a byte stream (QEMU's unix-socket chardev behind the guest's ttyS1), so the
-//! client tolerates what a serial line produces: noise before the agent put the port in raw
-//! mode, answers to requests it gave up on (skipped by id), lines that are not JSON (skipped).
+//! The channel is a byte stream (QEMU's unix-socket chardev behind the guest's virtio-serial
+//! port or ttyS1), so the client tolerates what a serial line produces: noise before the agent
+//! put a tty in raw mode, answers to requests it gave up on (skipped by id), lines that are not
+//! JSON (skipped).
+//!
+//! Once a request timed out or the channel broke, the client does not ask again: every later
+//! call fails at once with [`AgentError::Lost`], so a silent agent costs one deadline, not one
+//! per remaining request (the kernel log, the power-off).
 //!
 //! Every call has a host-side deadline. While it waits, the client asks its [`Watchdog`] (the
 //! [`Vm`](crate::vm::Vm) that owns it: QEMU's exit status, QMP events, the console) whether the
@@ -22,8 +27,10 @@ use klp_protocol::{
 const TICK: Duration = Duration::from_millis(100);
 /// Added to the guest-side timeout of a [`Request::WaitFor`] for the host's deadline.
 const WAIT_MARGIN: Duration = Duration::from_secs(10);
-/// How often [`AgentClient::handshake`] repeats its hello: bytes sent before the guest opened
-/// its port are partly lost, so the boot time is quantised by this.
+/// How often [`AgentClient::handshake`] repeats its hello. On a UART, bytes sent before the
+/// guest opened its port are partly lost, so the boot time is quantised by this; a virtio port
+/// keeps them queued until the agent opens it, which then answers the first at once (the
+/// answers to the others are skipped by id).
 const HELLO_RESEND: Duration = Duration::from_millis(250);
 /// How often [`AgentClient::wait_for`] polls in the guest.
 const DEFAULT_POLL: Duration = Duration::from_millis(10);
@@ -35,6 +42,9 @@ pub struct GuestGone {
     pub reason: String,
     /// The console lines that show it: the problem excerpt if there is one, else the tail.
     pub excerpt: String,
+    /// The kernel died (a panic seen by QMP or on the console, the guest resetting itself),
+    /// as opposed to QEMU or the agent going away on their own.
+    pub kernel_died: bool,
 }
 
 impl std::fmt::Display for GuestGone {
@@ -71,6 +81,38 @@ pub enum AgentError {
     Unexpected { op: &'static str, got: Box<Response> },
     #[error("agent speaks protocol {got}, the harness {PROTOCOL_VERSION}")]
     Version { got: u32 },
+    #[error("`{op}` not sent: the agent channel was lost earlier ({first})")]
+    Lost { op: &'static str, first: String },
+}
+
+impl AgentError {
+    /// One line, without the console text some variants carry.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Timeout { op, after, .. } => {
+                format!("agent did not answer `{op}` within {:.1}s", after.as_secs_f64())
+            }
+            Self::GuestDied { op, gone } => format!("guest died during `{op}`: {}", gone.reason),
+            Self::Closed { op, .. } => format!("agent channel closed during `{op}` (QEMU gone?)"),
+            Self::Io { op, source } => format!("agent channel I/O failed during `{op}`: {source}"),
+            other => other.to_string().lines().next().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// The kernel died under the request (the console or QMP says so).
+    pub fn kernel_died(&self) -> bool {
+        matches!(self, Self::GuestDied { gone, .. } if gone.kernel_died)
+    }
+
+    /// The agent stopped answering or its channel broke: the kernel died, or the harness lost
+    /// its channel; the console tells which. (Not: the agent answered something it should
+    /// not have.)
+    pub fn is_lost_channel(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout { .. } | Self::GuestDied { .. } | Self::Closed { .. } | Self::Io { .. } | Self::Lost { .. }
+        )
+    }
 }
 
 /// What [`AgentClient::hello`] learns.
@@ -97,6 +139,8 @@ pub struct AgentClient {
     next_id: u64,
     timeout: Duration,
     watchdog: Option<Box<dyn Watchdog>>,
+    /// Set once a request timed out or the channel broke: what happened, for later calls.
+    lost: Option<String>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -110,7 +154,7 @@ impl AgentClient {
     pub fn new(stream: UnixStream) -> std::io::Result<Self> {
         stream.set_read_timeout(Some(TICK))?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Self { stream, buf: Vec::new(), next_id: 0, timeout: Duration::from_secs(30), watchdog: None })
+        Ok(Self { stream, buf: Vec::new(), next_id: 0, timeout: Duration::from_secs(30), watchdog: None, lost: None })
     }
 
     pub fn set_watchdog(&mut self, w: Box<dyn Watchdog>) {
@@ -260,12 +304,30 @@ impl AgentClient {
     }
 
     /// Send any request and wait for its answer; [`Response::Error`] becomes [`AgentError::Agent`].
+    /// After a timeout or a broken channel, later calls fail at once ([`AgentError::Lost`]).
     pub fn call(&mut self, req: Request, op: &'static str, timeout: Duration) -> Result<Response, AgentError> {
-        let id = self.send(&req, op)?;
-        match self.receive(op, |got| got == id, Instant::now() + timeout)? {
-            Response::Error { message } => Err(AgentError::Agent { op, message }),
-            r => Ok(r),
+        if let Some(first) = self.lost.clone() {
+            // A guest that died is reported as such every time (the watchdog remembers it).
+            self.check_guest(op)?;
+            return Err(AgentError::Lost { op, first });
         }
+        let sent = self.send(&req, op);
+        let answer = sent.and_then(|id| self.receive(op, |got| got == id, Instant::now() + timeout));
+        match answer {
+            Ok(Response::Error { message }) => Err(AgentError::Agent { op, message }),
+            Ok(r) => Ok(r),
+            Err(e) => {
+                if e.is_lost_channel() {
+                    self.lost = Some(e.summary());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a request timed out or the channel broke (no request is sent any more).
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_some()
     }
 
     fn send(&mut self, req: &Request, op: &'static str) -> Result<u64, AgentError> {
@@ -475,6 +537,16 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(2));
         assert!(matches!(e, AgentError::Timeout { op: "hello", .. }), "{e}");
         assert!(e.to_string().contains("last console line"));
+        assert!(e.is_lost_channel() && !e.kernel_died());
+        let summary = e.summary();
+        assert!(summary.starts_with("agent did not answer `hello` within 0.") && !summary.contains('\n'), "{summary}");
+        // The channel is lost: later calls are not sent and fail at once, saying why.
+        assert!(c.is_lost());
+        let t = Instant::now();
+        let e = c.read_kmsg(0).unwrap_err();
+        assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+        assert!(matches!(e, AgentError::Lost { op: "read_kmsg", .. }), "{e}");
+        assert!(e.to_string().contains("agent did not answer `hello`"), "{e}");
     }
 
     #[test]
@@ -483,7 +555,11 @@ mod tests {
         impl Watchdog for Dies {
             fn check(&mut self) -> Result<(), GuestGone> {
                 if self.0.elapsed() > Duration::from_millis(200) {
-                    Err(GuestGone { reason: "guest panicked".into(), excerpt: "Kernel panic - not syncing: x".into() })
+                    Err(GuestGone {
+                        reason: "guest panicked".into(),
+                        excerpt: "Kernel panic - not syncing: x".into(),
+                        kernel_died: true,
+                    })
                 } else {
                     Ok(())
                 }
@@ -498,6 +574,11 @@ mod tests {
         let e = c.read_file("/x").unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2));
         assert!(e.to_string().contains("Kernel panic - not syncing"), "{e}");
+        assert!(e.kernel_died() && e.is_lost_channel());
+        assert_eq!(e.summary(), "guest died during `read_file`: guest panicked");
+        // Later calls are not sent, and still say the guest died, with its console.
+        let e = c.hello().unwrap_err();
+        assert!(matches!(e, AgentError::GuestDied { op: "hello", .. }) && e.kernel_died(), "{e}");
     }
 
     #[test]
@@ -507,6 +588,15 @@ mod tests {
         let mut c = AgentClient::new(host).unwrap();
         let e = c.hello().unwrap_err();
         assert!(matches!(e, AgentError::Closed { .. } | AgentError::Io { .. }), "{e}");
+        assert!(c.is_lost());
+    }
+
+    #[test]
+    fn an_agent_error_does_not_lose_the_channel() {
+        let mut c = fake(|id, _| vec![encode(id, &Response::Error { message: "nope".into() })]);
+        let e = c.read_file("/x").unwrap_err();
+        assert!(!e.is_lost_channel() && !c.is_lost(), "{e}");
+        assert!(matches!(c.read_file("/x"), Err(AgentError::Agent { .. })));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::image;
+use crate::image::{self, recipe::ChannelKind, GuestRecipe};
 use crate::kernel::Kernel;
 use crate::progress::Progress;
 use crate::vm::{Accel, Vm, VmConfig};
@@ -52,79 +52,149 @@ pub struct Series {
     pub stats: Stats,
 }
 
-/// Boot-to-agent time under `accel`, `runs` times from each boot image the kernel offers (the
-/// bzImage and the extracted vmlinux), interleaved so drift hits both alike.
+/// What [`boot_to_agent`] measured: boot-to-agent times and request round trips.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BootBench {
+    pub boot: Vec<Series>,
+    pub round_trip: Vec<Series>,
+}
+
+impl BootBench {
+    pub fn render(&self, what: &str) -> String {
+        format!(
+            "{}\n{}",
+            render(&format!("boot to agent, {what}"), &self.boot),
+            render(&format!("request round trip (`hello`, {ROUND_TRIPS} per boot), {what}"), &self.round_trip)
+        )
+    }
+}
+
+/// `hello`s timed after each boot.
+pub const ROUND_TRIPS: usize = 50;
+
+/// Boot-to-agent time under `accel`, `runs` times for each variant, interleaved so drift hits
+/// all alike: the agent on the 8250 UART (ttyS1, the channel before virtio-serial) and on the
+/// recipe's channel, both booting the extracted vmlinux; and the bzImage with the recipe's
+/// channel. After each boot, [`ROUND_TRIPS`] `hello` requests are timed one by one.
 pub fn boot_to_agent(
     kernel: &Kernel,
     agent: &Path,
     cache: &Path,
+    recipe: &GuestRecipe,
     accel: Accel,
     runs: usize,
     progress: &Progress,
-) -> Result<Vec<Series>, String> {
+) -> Result<BootBench, String> {
     let (vmlinux, how) = image::boot_image(kernel, cache, progress).map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let initramfs = dir.path().join("initramfs.cpio");
-    image::Initramfs::new(agent)
-        .boot_modules(&image::vm_boot_modules(kernel))
-        .write(&initramfs)
-        .map_err(|e| e.to_string())?;
-    let mut images: Vec<(String, PathBuf)> = vec![("bzImage".into(), kernel.vmlinuz.clone())];
-    if vmlinux != kernel.vmlinuz {
-        images.push(("vmlinux (PVH)".into(), vmlinux));
+    let initramfs = |guest: &GuestRecipe, name: &str| -> Result<PathBuf, String> {
+        let path = dir.path().join(name);
+        let boot = image::guest_modules(kernel, guest).map_err(|e| e.to_string())?;
+        image::Initramfs::new(agent).boot_modules(&boot).write(&path).map_err(|e| e.to_string())?;
+        Ok(path)
+    };
+    let channel = |g: &GuestRecipe| match g.channel.kind {
+        ChannelKind::VirtioSerial => "virtio-serial",
+        ChannelKind::IsaSerial => "ttyS1",
+    };
+    let isa = recipe.with_isa_serial();
+    let mut variants: Vec<(String, PathBuf, GuestRecipe, PathBuf)> = Vec::new();
+    let (main_image, main_name) = if vmlinux != kernel.vmlinuz {
+        (vmlinux.clone(), "vmlinux")
     } else {
         progress.note(format!("only the bzImage can be booted: {how}"));
+        (kernel.vmlinuz.clone(), "bzImage")
+    };
+    if recipe.channel.kind != ChannelKind::IsaSerial {
+        variants.push((
+            format!("{main_name}, {}", channel(&isa)),
+            main_image.clone(),
+            isa.clone(),
+            initramfs(&isa, "isa.cpio")?,
+        ));
     }
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); images.len()];
+    let main_initramfs = initramfs(recipe, "recipe.cpio")?;
+    variants.push((format!("{main_name}, {}", channel(recipe)), main_image, recipe.clone(), main_initramfs.clone()));
+    if vmlinux != kernel.vmlinuz {
+        variants.push((
+            format!("bzImage, {}", channel(recipe)),
+            kernel.vmlinuz.clone(),
+            recipe.clone(),
+            main_initramfs,
+        ));
+    }
+
+    let mut boots: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    let mut trips: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     for i in 0..runs {
-        for (k, (name, image)) in images.iter().enumerate() {
-            let mut cfg = VmConfig::new(image, &initramfs, &dir.path().join(format!("{k}-{i}")));
+        for (k, (name, image, guest, initramfs)) in variants.iter().enumerate() {
+            let mut cfg = VmConfig::new(image, initramfs, &dir.path().join(format!("{k}-{i}")), guest);
             cfg.accel = accel;
-            let vm = Vm::boot(&cfg).map_err(|e| format!("{name}: {e}"))?;
+            let mut vm = Vm::boot(&cfg).map_err(|e| format!("{name}: {e}"))?;
             let t = vm.boot_time();
+            let mut rt = Vec::with_capacity(ROUND_TRIPS);
+            for _ in 0..ROUND_TRIPS {
+                let s = Instant::now();
+                vm.agent().hello().map_err(|e| format!("{name}: {e}"))?;
+                rt.push(s.elapsed());
+            }
             let off = Instant::now();
             vm.shutdown().map_err(|e| e.to_string())?;
             progress.note(format!(
-                "{name} run {}/{runs}: {:.2}s to agent, {:.2}s to power off",
+                "{name} run {}/{runs}: {:.2}s to agent, round trip median {:.2} ms, {:.2}s to power off",
                 i + 1,
                 t.as_secs_f64(),
+                Stats::of(&rt).expect("round trips").median_s * 1e3,
                 off.elapsed().as_secs_f64()
             ));
-            samples[k].push(t);
+            boots[k].push(t);
+            trips[k].extend(rt);
         }
     }
-    Ok(images
-        .into_iter()
-        .zip(samples)
-        .map(|((name, _), s)| Series {
-            name,
-            samples_s: s.iter().map(Duration::as_secs_f64).collect(),
-            stats: Stats::of(&s).expect("runs > 0"),
-        })
-        .collect())
+    let series = |samples: Vec<Vec<Duration>>| -> Vec<Series> {
+        variants
+            .iter()
+            .zip(samples)
+            .map(|((name, ..), s)| Series {
+                name: name.clone(),
+                samples_s: s.iter().map(Duration::as_secs_f64).collect(),
+                stats: Stats::of(&s).expect("runs > 0"),
+            })
+            .collect()
+    };
+    Ok(BootBench { boot: series(boots), round_trip: series(trips) })
 }
 
 /// A table of series with each one's ratio to the first.
 pub fn render(title: &str, series: &[Series]) -> String {
     let mut out = format!(
-        "{title}\n{:<16} {:>3} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
+        "{title}\n{:<22} {:>4} {:>9} {:>9} {:>9} {:>9} {:>8}\n",
         "", "n", "median", "min", "max", "MAD", "ratio"
     );
     let base = series.first().map(|s| s.stats.median_s).unwrap_or(1.0);
     for s in series {
         let st = &s.stats;
         out.push_str(&format!(
-            "{:<16} {:>3} {:>8.3}s {:>8.3}s {:>8.3}s {:>8.3}s {:>7.2}x\n",
+            "{:<22} {:>4} {} {} {} {} {:>7.2}x\n",
             s.name,
             st.n,
-            st.median_s,
-            st.min_s,
-            st.max_s,
-            st.mad_s,
+            secs(st.median_s),
+            secs(st.min_s),
+            secs(st.max_s),
+            secs(st.mad_s),
             st.median_s / base
         ));
     }
     out
+}
+
+/// A duration in 9 columns: seconds, or milliseconds below a tenth of a second.
+fn secs(s: f64) -> String {
+    if s < 0.1 {
+        format!("{:>7.3}ms", s * 1e3)
+    } else {
+        format!("{s:>8.3}s")
+    }
 }
 
 #[cfg(test)]

@@ -89,7 +89,8 @@ pub enum SnapshotsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Boot-to-agent time of the bzImage against the extracted vmlinux.
+    /// Boot-to-agent time and request round trip: the recipe's agent channel against the 8250
+    /// UART, and the bzImage against the extracted vmlinux.
     Boot {
         #[command(flatten)]
         kernel: KernelArgs,
@@ -245,8 +246,9 @@ pub fn execute(cmd: Command) -> i32 {
             }
             let agent =
                 crate::image::agent_binary(&a.common.workspace, &progress).map_err(|e| runner::chain_error(&e))?;
-            let series = crate::bench::boot_to_agent(k, &agent, &a.common.cache(), accel, runs, &progress)?;
-            print!("{}", crate::bench::render(&format!("boot to agent, {} under {accel}", k.release), &series));
+            let recipe = crate::image::GuestRecipe::from_workspace(&a.common.workspace).map_err(|e| e.to_string())?;
+            let bench = crate::bench::boot_to_agent(k, &agent, &a.common.cache(), &recipe, accel, runs, &progress)?;
+            print!("{}", bench.render(&format!("{} under {accel}", k.release)));
             Ok(())
         }),
         Command::Snapshots(SnapshotsCommand::Diff { kernels, snapshot_dir, common }) => {

@@ -17,3 +17,4 @@ pub mod snapshot;
 pub mod suite;
 pub mod tools;
 pub mod vm;
+pub mod yaml;

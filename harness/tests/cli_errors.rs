@@ -45,6 +45,34 @@ fn wrongly_typed_step_is_located() {
     assert!(stderr.contains("timeout_s") || stderr.contains("invalid"), "{stderr}");
 }
 
+/// A broken guest recipe (`images/guest.yaml` of the workspace) stops the run the same way.
+#[test]
+fn bad_guest_recipe_is_located() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("images")).unwrap();
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/guest.yaml");
+    let text = std::fs::read_to_string(real).unwrap().replace("  cpus: 2\n", "  cpus: 2\n  disk_gb: 4\n");
+    let recipe = ws.path().join("images/guest.yaml");
+    std::fs::write(&recipe, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("disk_gb")).unwrap() + 1;
+    let suite = ws.path().join("ok.yaml");
+    std::fs::write(&suite, HEAD).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .args(["conformance", "--workspace"])
+        .arg(ws.path())
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--out")
+        .arg(ws.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}:{line}:3: unknown field `disk_gb`", recipe.display())), "{stderr}");
+    assert!(o.stdout.is_empty());
+    assert!(!ws.path().join("out/report.json").exists());
+}
+
 #[test]
 fn missing_file_is_named() {
     let dir = tempfile::tempdir().unwrap();

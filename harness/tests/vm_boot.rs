@@ -3,6 +3,8 @@
 //! - `serves_requests`: every request kind against the real kernel, exact errnos included.
 //! - `guest_panic_fails_the_request_fast`: a panic mid-request ends it within seconds with the
 //!   console's panic excerpt, and QEMU is gone afterwards.
+//! - `a_silent_agent_is_a_harness_error`: a guest whose agent stops answering while the kernel
+//!   shows nothing wrong ends the case as ERROR within seconds of the deadline.
 //!
 //! (Ctrl-C on the real binary is checked by `conformance_e2e::ctrl_c_leaves_no_qemu_behind`;
 //! boot times are measured by `cargo xtask bench boot`.)
@@ -12,6 +14,7 @@ mod vm_support;
 use std::time::{Duration, Instant};
 
 use klp_conform::agent_client::AgentError;
+use klp_conform::runner::{run_case, VmGuest};
 use klp_conform::vm::{Shutdown, Vm, VmEvent};
 use klp_protocol::{Condition, EntryKind};
 use vm_support::{alive, fixture, qemu_children};
@@ -72,8 +75,20 @@ fn serves_requests() {
     let kmsg = a.read_kmsg(0).unwrap();
     assert!(kmsg.len() > 100, "{} records", kmsg.len());
     assert!(kmsg.iter().any(|r| r.text.starts_with("Linux version")));
+    // The channel is the recipe's virtio-serial port, found by name without udev.
     let agent_line =
-        kmsg.iter().find(|r| r.text.starts_with("klp-agent: serving on /dev/ttyS1")).expect("agent logged");
+        kmsg.iter().find(|r| r.text.starts_with("klp-agent: serving on /dev/vport")).expect("agent logged");
+    assert!(agent_line.text.contains("(virtio:org.klp-conform.agent, opened in "), "{}", agent_line.text);
+    // Its drivers were loaded from the image, dependencies first.
+    let loaded: Vec<&str> = kmsg
+        .iter()
+        .filter_map(|r| r.text.strip_prefix("klp-agent: loaded /lib/modules/boot/"))
+        .filter_map(|t| t.split(".ko").next())
+        .collect();
+    eprintln!("boot modules: {loaded:?}");
+    let at = |m: &str| loaded.iter().position(|l| l.ends_with(m)).unwrap_or_else(|| panic!("{m} not in {loaded:?}"));
+    assert!(at("-virtio") < at("-virtio_pci") && at("-virtio_ring") < at("-virtio_console"));
+    assert!(at("-virtio_pci") < at("-virtio_console") && at("-pvpanic") < at("-pvpanic-mmio"));
     assert_eq!(agent_line.level, 6);
     assert!(kmsg.windows(2).all(|w| w[0].seq < w[1].seq));
     let later = a.read_kmsg(agent_line.seq).unwrap();
@@ -141,15 +156,16 @@ fn guest_panic_fails_the_request_fast() {
     assert_eq!(qemu_children(), Vec::<u32>::new());
 }
 
-/// Without pvpanic (an image built with plain `build_initramfs`), `panic=-1` + `-no-reboot`
-/// end QEMU instead; the request fails as fast, with the same excerpt.
+/// Without pvpanic (the recipe without it), `panic=-1` + `-no-reboot` end QEMU instead; the
+/// request fails as fast, with the same excerpt.
 #[test]
 fn guest_panic_without_pvpanic_ends_qemu() {
     let fx = fixture();
-    let initramfs = fx.dir.path().join("plain.cpio");
-    klp_conform::image::build_initramfs(&fx.agent, &[], &initramfs).unwrap();
+    let mut recipe = fx.recipe.clone();
+    recipe.modules.retain(|m| !m.name.starts_with("pvpanic"));
     let mut cfg = fx.config("panic-plain");
-    cfg.initramfs = initramfs;
+    cfg.initramfs = fx.initramfs_for(&recipe, &[], "plain.cpio");
+    cfg.guest = recipe;
     let mut vm = Vm::boot(&cfg).unwrap();
     let pid = vm.pid();
     let t = Instant::now();
@@ -158,6 +174,39 @@ fn guest_panic_without_pvpanic_ends_qemu() {
     assert!(t.elapsed() < Duration::from_secs(10));
     assert!(e.to_string().contains("Kernel panic - not syncing: sysrq triggered crash"), "{e}");
     assert!(!vm.events().contains(&VmEvent::GuestPanicked));
+    assert!(matches!(e, AgentError::GuestDied { ref gone, .. } if gone.kernel_died), "{e:?}");
     assert_ne!(vm.shutdown().unwrap(), Shutdown::PoweredOff);
     assert!(!alive(pid));
+}
+
+/// A guest whose CPUs are stopped (QMP `stop`): the kernel is healthy and quiet, the agent
+/// just does not answer. The case ends as a harness ERROR (not a FAIL) within seconds of the
+/// request deadline, with the console, and the VM goes away at once afterwards.
+#[test]
+fn a_silent_agent_is_a_harness_error() {
+    let fx = fixture();
+    let mut vm = Vm::boot(&fx.config("silent")).unwrap();
+    let pid = vm.pid();
+    let deadline = Duration::from_secs(3);
+    vm.agent().set_timeout(deadline);
+    vm.agent().read_file("/proc/version").unwrap().unwrap();
+    vm.pause().unwrap();
+    let text = "version: 1\nsuite: t\ncases:\n  - name: c\n    spec: [L1]\n    steps:\n      - read: {path: /proc/sys/kernel/ostype, equals: Linux}\n      - read: {path: /proc/sys/kernel/ostype, equals: Linux}\n";
+    let case = klp_conform::suite::parse_suite(std::path::Path::new("t.yaml"), text).unwrap().cases.remove(0);
+    let t = Instant::now();
+    let r = run_case(&case, &mut VmGuest::new(&mut vm));
+    let took = t.elapsed();
+    eprintln!("silent agent: {took:.2?}: {r:?}");
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let e = r.harness_error.expect("a harness error");
+    assert!(e.starts_with("step 1: read /proc/sys/kernel/ostype: the harness lost its channel to the agent"), "{e}");
+    assert!(e.contains("no oops, BUG, WARNING or panic") && e.contains("klp-agent: serving on"), "{e}");
+    assert!(took < deadline + Duration::from_secs(3), "{took:?}");
+    // Not asked again: the kernel log and the power-off fail at once, QMP `quit` ends it.
+    let t = Instant::now();
+    assert!(matches!(vm.agent().read_kmsg(0), Err(AgentError::Lost { .. })));
+    assert_eq!(vm.shutdown().unwrap(), Shutdown::Quit);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(!alive(pid));
+    assert_eq!(qemu_children(), Vec::<u32>::new());
 }

@@ -1,15 +1,18 @@
 //! klp-agent: PID 1 of the klp-conform guest.
 //!
 //! It mounts the pseudo file systems, loads the kernel modules the image carries for the VM
-//! itself (pvpanic), puts the second serial port (/dev/ttyS1) in raw mode and then serves
-//! [`klp_protocol::Request`]s one at a time, one JSON line each way. It sends nothing until the
-//! host speaks. Errors of the kernel are answers ([`Response::Errno`]); a request it cannot
-//! serve is answered with [`Response::Error`]. It never exits: PID 1 exiting panics the kernel,
-//! so any failure of the agent itself powers the machine off instead.
+//! itself (the channel's virtio drivers, pvpanic) in the order the image gives (dependencies
+//! first), opens the channel the kernel command line names ([`channel`]: a virtio-serial port,
+//! or a serial tty) and then serves [`klp_protocol::Request`]s one at a time, one JSON line each
+//! way. It sends nothing until the host speaks. Errors of the kernel are answers
+//! ([`Response::Errno`]); a request it cannot serve is answered with [`Response::Error`]. It
+//! never exits: PID 1 exiting panics the kernel, so any failure of the agent itself powers the
+//! machine off instead.
 //!
 //! Run as any other PID (for tests on the host) it mounts nothing and serves stdin/stdout.
 //! Run as `--reader <tag> <path> <result-file>` it is a background reader ([`readers`]).
 
+mod channel;
 mod kmsg;
 mod ops;
 mod readers;
@@ -17,16 +20,11 @@ mod sys;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use klp_protocol::{decode, encode, Request, Response, PROTOCOL_VERSION};
-
-/// The agent's channel: the second 8250 UART, wired by QEMU to the host's unix socket.
-const PORT: &str = "/dev/ttyS1";
-/// Kernel modules the VM needs (not the ones under test), loaded in file-name order at start.
+use klp_protocol::{decode, encode, Channel, Request, Response, PROTOCOL_VERSION};
 
 static KMSG: OnceLock<File> = OnceLock::new();
 
@@ -78,11 +76,20 @@ fn run(pid1: bool) -> Result<(), String> {
         return serve(stdin, stdout, pid1, &|| {});
     }
     setup_system();
-    let port = open_port()?;
-    let writer = port.try_clone().map_err(|e| format!("dup {PORT}: {e}"))?;
-    let fd = port.as_raw_fd();
-    log(&format!("serving on {PORT}"));
-    serve(BufReader::new(port), writer, pid1, &|| sys::drain(fd))
+    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("reading /proc/cmdline: {e}"))?;
+    let channel = Channel::from_cmdline(&cmdline)?;
+    let started = Instant::now();
+    let port = channel::open(&channel)?;
+    log(&format!("serving on {} ({channel}, opened in {} ms)", port.path, started.elapsed().as_millis()));
+    // From here on nothing of ours goes to the console: closing init's /dev/console (ttyS0)
+    // also releases the UART's interrupt, so ttyS0 carries only the kernel's own console
+    // output, which needs no interrupt.
+    if let Err(e) = sys::stdio_to_dev_null() {
+        log(&format!("stdio to /dev/null: {}", sys::strerror(e)));
+    }
+    let writer = port.file.try_clone().map_err(|e| format!("dup {}: {e}", port.path))?;
+    let reader = port.file.try_clone().map_err(|e| format!("dup {}: {e}", port.path))?;
+    serve(BufReader::new(reader), writer, pid1, &|| port.drain())
 }
 
 /// Mounts and boot modules. Failures are logged, not fatal: a missing debugfs should not cost
@@ -111,22 +118,6 @@ fn setup_system() {
     ops::load_boot_modules(klp_protocol::GUEST_BOOT_MODULE_DIR, &|m| log(m));
 }
 
-fn open_port() -> Result<File, String> {
-    let mut last = String::new();
-    // devtmpfs has the node as soon as the 8250 driver registered it; wait a little anyway.
-    for _ in 0..50 {
-        match OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(PORT) {
-            Ok(f) => {
-                sys::make_raw(f.as_raw_fd()).map_err(|e| format!("raw mode on {PORT}: {}", sys::strerror(e)))?;
-                return Ok(f);
-            }
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("cannot open {PORT}: {last}"))
-}
-
 /// Serve requests until the channel ends (host mode) or a power-off was answered.
 fn serve(mut reader: impl BufRead, mut writer: impl Write, pid1: bool, drain: &dyn Fn()) -> Result<(), String> {
     let mut line = Vec::new();
@@ -135,8 +126,9 @@ fn serve(mut reader: impl BufRead, mut writer: impl Write, pid1: bool, drain: &d
         match reader.read_until(b'\n', &mut line) {
             Ok(0) if !pid1 => return Ok(()),
             // A tty in raw mode does not normally report EOF; if it does (hangup), keep serving.
+            // A virtio port reads EOF while no host is connected to its chardev.
             Ok(0) => {
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
             Ok(_) => {}

@@ -283,15 +283,17 @@ pub fn read_kmsg(since_seq: u64) -> Response {
     Response::Kmsg { records, next_seq }
 }
 
-/// Load the kernel modules the image put in `dir` (file names sort in load order).
+/// Load the kernel modules the image put in `dir`: their file names sort in load order, which
+/// the host resolved from the kernel's module dependencies (a module after those it needs).
 pub fn load_boot_modules(dir: &str, log: &dyn Fn(&str)) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
     let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
     names.sort();
     for p in names {
         let path = p.to_string_lossy();
+        let t = Instant::now();
         match load_module(&path, "") {
-            Response::Done => log(&format!("loaded {path}")),
+            Response::Done => log(&format!("loaded {path} ({} ms)", t.elapsed().as_millis())),
             Response::Errno(e) if e.errno == libc::EEXIST => log(&format!("{path}: already loaded")),
             other => log(&format!("could not load {path}: {other:?}")),
         }

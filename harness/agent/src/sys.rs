@@ -93,6 +93,23 @@ pub fn drain(fd: RawFd) {
     unsafe { libc::tcdrain(fd) };
 }
 
+/// Point stdin, stdout and stderr at /dev/null (closing what they were: for PID 1, the
+/// console the kernel opened for it).
+pub fn stdio_to_dev_null() -> Result<(), i32> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors; `null` stays open until the end of this call.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(last_errno());
+        }
+    }
+    Ok(())
+}
+
 /// sync(2), then power the machine off. Returns only if the reboot call failed (not PID 1 or
 /// not privileged), with its errno.
 pub fn power_off() -> i32 {

@@ -1,8 +1,9 @@
 //! The wire protocol between the klp-conform harness (host) and its agent (guest PID 1).
 //!
-//! One JSON object per line in each direction over a dedicated serial port (ttyS1; the 8250
-//! UART is built into every Debian kernel, so the channel needs no guest module). The host sends
-//! an [`Envelope<Request>`], the agent answers with an [`Envelope<Response>`] carrying the same
+//! One JSON object per line in each direction over a byte channel between QEMU and the guest:
+//! a virtio-serial port by default, or a second 8250 UART ([`Channel`]; the harness names it on
+//! the kernel command line with [`CHANNEL_PARAM`], the agent finds it there). The host sends an
+//! [`Envelope<Request>`], the agent answers with an [`Envelope<Response>`] carrying the same
 //! `id`, so a late answer to a request the host gave up on is recognised and dropped.
 //!
 //! Errors that the kernel returns are data, not failures of the channel: every operation that
@@ -16,7 +17,74 @@ pub const GUEST_MODULE_DIR: &str = "/lib/modules/klp";
 pub const GUEST_BOOT_MODULE_DIR: &str = "/lib/modules/boot";
 
 /// The version the agent reports in [`Response::Hello`]; the host refuses another.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: the channel is named on the kernel command line ([`CHANNEL_PARAM`]) and is a
+/// virtio-serial port unless it says otherwise (1 was always ttyS1).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The kernel command line parameter that tells the agent where its channel is, as
+/// `klp_agent.channel=<`[`Channel`]`>`. A dotted name: the kernel takes it for a parameter of a
+/// module that is never loaded, so it neither passes it to init nor warns about it, and the
+/// agent reads it from /proc/cmdline.
+pub const CHANNEL_PARAM: &str = "klp_agent.channel";
+
+/// The agent's end of the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// `virtio:<name>`: the virtio-serial port QEMU created with `name=<name>`; the guest finds
+    /// it as /sys/class/virtio-ports/vportNpM/name and opens /dev/vportNpM.
+    Virtio { name: String },
+    /// `tty:<name>`: a serial tty, `/dev/<name>` (e.g. ttyS1), used in raw mode.
+    Tty { name: String },
+}
+
+impl Channel {
+    /// Whether `name` can be a port or tty name: it travels on the kernel command line (no
+    /// blanks) and in a QEMU option (no commas).
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    }
+
+    /// The value of [`CHANNEL_PARAM`] (`virtio:<name>` or `tty:<name>`).
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let (kind, name) =
+            value.split_once(':').ok_or_else(|| format!("`{value}`: expected virtio:<port name> or tty:<tty name>"))?;
+        if !Self::valid_name(name) {
+            return Err(format!("`{value}`: `{name}` is not a port name (letters, digits, `.`, `-`, `_`)"));
+        }
+        match kind {
+            "virtio" => Ok(Self::Virtio { name: name.into() }),
+            "tty" => Ok(Self::Tty { name: name.into() }),
+            _ => Err(format!("`{value}`: unknown channel kind `{kind}` (expected virtio or tty)")),
+        }
+    }
+
+    /// The channel named on a kernel command line (the last [`CHANNEL_PARAM`] wins, as for
+    /// every kernel parameter).
+    pub fn from_cmdline(cmdline: &str) -> Result<Self, String> {
+        let prefix = format!("{CHANNEL_PARAM}=");
+        let value = cmdline
+            .split_whitespace()
+            .filter_map(|t| t.strip_prefix(prefix.as_str()))
+            .next_back()
+            .ok_or_else(|| format!("no {CHANNEL_PARAM}= on the kernel command line"))?;
+        Self::parse(value)
+    }
+
+    /// The kernel command line token that names this channel.
+    pub fn cmdline_token(&self) -> String {
+        format!("{CHANNEL_PARAM}={self}")
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Virtio { name } => write!(f, "virtio:{name}"),
+            Self::Tty { name } => write!(f, "tty:{name}"),
+        }
+    }
+}
 
 /// A request or response with the id that pairs them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +347,19 @@ mod tests {
     fn unknown_ops_are_rejected() {
         assert!(decode::<Request>("{\"id\":1,\"body\":{\"op\":\"reboot\"}}").is_err());
         assert!(decode::<Request>("{\"id\":1,\"body\":{\"op\":\"read_file\",\"path\":\"/x\",\"x\":1}}").is_err());
+    }
+
+    #[test]
+    fn channel_on_the_command_line() {
+        let v = Channel::Virtio { name: "org.klp-conform.agent".into() };
+        assert_eq!(v.cmdline_token(), "klp_agent.channel=virtio:org.klp-conform.agent");
+        let cmdline = format!("console=ttyS0 klp_agent.channel=tty:ttyS1 rdinit=/init {}\n", v.cmdline_token());
+        assert_eq!(Channel::from_cmdline(&cmdline), Ok(v));
+        assert_eq!(Channel::parse("tty:ttyS1"), Ok(Channel::Tty { name: "ttyS1".into() }));
+        assert!(Channel::from_cmdline("console=ttyS0").unwrap_err().contains("no klp_agent.channel="));
+        for bad in ["virtio", "virtio:", "usb:x", "virtio:a,b", "tty:../x"] {
+            assert!(Channel::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

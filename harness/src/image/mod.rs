@@ -8,20 +8,28 @@
 //! /dev/console               5:1, so the kernel can hand init its stdio before devtmpfs exists
 //! /dev /proc /sys /tmp       mount points
 //! /lib/modules/klp/<m>.ko    the modules under test
-//! /lib/modules/boot/NN-x.ko  kernel modules the VM itself needs (pvpanic), loaded at start
+//! /lib/modules/boot/NN-x.ko  kernel modules the guest itself needs (the channel's virtio
+//!                            drivers, pvpanic) with their dependencies, loaded at start in
+//!                            NN order; compressed ones are stored decompressed
 //! ```
+//!
+//! What the guest is made of (machine, channel, command line, those modules) is declared in
+//! `images/guest.yaml`: [`recipe`].
 
 pub mod cpio;
+mod modules;
+pub mod recipe;
 mod vmlinux;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::kernel::Kernel;
 use crate::progress::Progress;
 use crate::tools::{self, ToolError};
 
 use cpio::CpioWriter;
+pub use modules::{guest_modules, modinfo, module_name_of, read_module, ModuleIndex};
+pub use recipe::{GuestRecipe, RecipeError};
 pub use vmlinux::boot_image;
 
 /// The guest paths are the agent's business too: they live in the shared protocol crate.
@@ -41,6 +49,12 @@ pub enum ImageError {
     AgentBuild(#[source] ToolError),
     #[error("module file {path}: {why}")]
     BadModule { path: PathBuf, why: String },
+    #[error(
+        "kernel {release} has no module `{module}` in {} and does not build it in{}; the guest needs it: {why}",
+        dir.display(),
+        config.as_deref().map(|c| format!(" ({c} is neither m nor y)")).unwrap_or_default()
+    )]
+    MissingModule { release: String, module: String, config: Option<String>, why: String, dir: PathBuf },
 }
 
 impl ImageError {
@@ -83,14 +97,6 @@ pub fn agent_binary(workspace_root: &Path, progress: &Progress) -> Result<PathBu
     Ok(bin)
 }
 
-/// The kernel's own modules a klp-conform VM loads at start, in load order: `pvpanic` and
-/// `pvpanic-mmio`, so that a guest panic reaches QEMU as the QMP `GUEST_PANICKED` event (Debian
-/// builds them as modules). Those the kernel does not have are left out.
-pub fn vm_boot_modules(kernel: &Kernel) -> Vec<PathBuf> {
-    let dir = kernel.modules_dir.join("kernel/drivers/misc/pvpanic");
-    ["pvpanic.ko", "pvpanic-mmio.ko"].iter().map(|m| dir.join(m)).filter(|p| p.is_file()).collect()
-}
-
 /// What goes into an initramfs besides the fixed skeleton.
 #[derive(Debug, Clone)]
 pub struct Initramfs {
@@ -115,7 +121,8 @@ impl Initramfs {
         self
     }
 
-    /// A kernel module the agent loads before it serves (in the order given).
+    /// A kernel module the agent loads before it serves (in the order given, which must put
+    /// dependencies first); `.ko.xz`, `.ko.zst` and `.ko.gz` are stored decompressed.
     pub fn boot_modules(mut self, kos: &[PathBuf]) -> Self {
         self.boot_modules.extend(kos.iter().cloned());
         self
@@ -146,7 +153,7 @@ impl Initramfs {
         w.dir(&GUEST_BOOT_MODULE_DIR[1..], 0o755).map_err(io)?;
         for (i, ko) in self.boot_modules.iter().enumerate() {
             let name = ko_name(ko)?;
-            let data = read_ko(ko)?;
+            let data = read_module(ko)?;
             // The numeric prefix is the load order (dependencies first).
             w.file(&format!("{}/{i:02}-{name}", &GUEST_BOOT_MODULE_DIR[1..]), 0o644, &data).map_err(io)?;
         }
@@ -170,16 +177,18 @@ pub fn guest_module_path(module: &str) -> String {
     format!("{GUEST_MODULE_DIR}/{module}.ko")
 }
 
+/// `<name>.ko` for a module file `<name>.ko` (or `.ko.xz`, `.ko.zst`, `.ko.gz`: the image
+/// stores it decompressed).
 fn ko_name(ko: &Path) -> Result<String, ImageError> {
     let name = ko.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let stem = name.strip_suffix(".ko").unwrap_or("");
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or("");
     if stem.is_empty() || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(ImageError::BadModule {
             path: ko.to_path_buf(),
-            why: "expected a file named <name>.ko (letters, digits, `_`, `-`)".into(),
+            why: "expected a file named <name>.ko (letters, digits, `_`, `-`; or .ko.xz, .ko.zst, .ko.gz)".into(),
         });
     }
-    Ok(name.to_string())
+    Ok(format!("{stem}.ko"))
 }
 
 fn read_ko(ko: &Path) -> Result<Vec<u8>, ImageError> {

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::tools;
 
 /// The compressions a bzImage payload may use that a Debian host can undo, by magic.
-const DECOMPRESSORS: &[(&[u8], &str, &str, &[&str])] = &[
+pub(super) const DECOMPRESSORS: &[(&[u8], &str, &str, &[&str])] = &[
     // The payload is followed by 4 bytes of size: read one stream, ignore what follows.
     (b"\xfd7zXZ\x00", "xz", "xz-utils", &["-dc", "--single-stream"]),
     (b"\x28\xb5\x2f\xfd", "zstd", "zstd", &["-dcq"]),
@@ -111,7 +111,8 @@ pub fn boot_image(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<
     Ok((out, "uncompressed vmlinux via PVH".into()))
 }
 
-fn decompress(bin: &Path, args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
+/// Run a decompressor over `input`; its output must be an ELF file (a kernel, a module).
+pub(super) fn decompress(bin: &Path, args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
     let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::piped())

@@ -29,16 +29,72 @@ pub trait Guest {
     fn reader_status(&mut self, tag: &str) -> Result<ReaderState, GuestError>;
     /// An oops, BUG, WARNING or panic the kernel printed so far, as an excerpt.
     fn kernel_problem(&mut self) -> Option<String>;
+    /// The kernel console so far (to judge a guest that stopped answering).
+    fn console_text(&mut self) -> String;
 }
 
-/// The guest could not be asked. `kernel_died` carries the console excerpt when the kernel
-/// panicked: that is a finding about the kernel, not a harness fault.
+/// Why the guest could not be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestFault {
+    /// The VM reported the kernel dead: a panic (QMP or console), the guest resetting itself.
+    KernelDied,
+    /// The agent stopped answering or its channel broke, and the VM reported no death: the
+    /// console decides whether the kernel is to blame ([`judge_lost_guest`]).
+    Lost,
+    /// Something else the harness could not do (a request the agent refused, a snapshot it
+    /// could not store).
+    Harness,
+}
+
+/// The guest could not be asked.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct GuestError {
+    /// One line.
     pub message: String,
-    pub kernel_died: Option<String>,
+    pub fault: GuestFault,
+    /// Console lines that show what happened, when the VM had them at hand (a panic).
+    pub excerpt: Option<String>,
 }
+
+impl GuestError {
+    pub fn harness(message: impl Into<String>) -> Self {
+        Self { message: message.into(), fault: GuestFault::Harness, excerpt: None }
+    }
+}
+
+/// The verdict on a guest that could not be asked: `Ok((expected, actual))` is a FAIL (the
+/// kernel died: the VM says so, or the console shows an oops, BUG, general protection fault,
+/// WARNING or panic), `Err(message)` an ERROR (the harness lost its channel to a kernel that
+/// shows no such sign, or could not do something else). A bare call trace (`irq N: nobody
+/// cared`, a hung-task report) is not a kernel death: it is shown, not judged.
+pub fn judge_lost_guest(e: &GuestError, console: &str) -> Result<(String, String), String> {
+    use crate::vm::console;
+    let fatal = console::fatal_problem(console);
+    let died = |excerpt: &str| ("the kernel to stay up".to_string(), format!("{}\n{excerpt}", e.message));
+    match (e.fault, fatal) {
+        (GuestFault::Harness, _) => Err(e.message.clone()),
+        (_, Some(p)) => Ok(died(&p.excerpt)),
+        (GuestFault::KernelDied, None) => {
+            Ok(died(&e.excerpt.clone().unwrap_or_else(|| console::tail(console, CONSOLE_EXCERPT))))
+        }
+        (GuestFault::Lost, None) => {
+            let excerpt = match console::scan_console(console) {
+                Some(p) => p.excerpt,
+                None => console::tail(console, CONSOLE_EXCERPT),
+            };
+            Err(format!(
+                "the harness lost its channel to the agent: {}. The console shows no oops, BUG, WARNING or \
+                 panic, so this is a harness problem, not a finding about the kernel.\n--- console ---\n{excerpt}\n\
+                 --- end of console ---",
+                e.message
+            ))
+        }
+    }
+}
+
+/// Lines of console tail shown when there is nothing more specific.
+const CONSOLE_EXCERPT: usize = 30;
 
 /// The verdict of executing a case's steps.
 #[derive(Debug, Default)]
@@ -96,12 +152,11 @@ pub fn run_case_with(case: &Case, guest: &mut dyn Guest, snapshots: Option<&Snap
                 out.failure = Some(fail(expected, actual));
                 return out;
             }
-            Err(GuestError { kernel_died: Some(excerpt), message }) => {
-                out.failure = Some(fail("the kernel to stay up".into(), format!("{message}\n{excerpt}")));
-                return out;
-            }
-            Err(GuestError { message, .. }) => {
-                out.harness_error = Some(format!("step {label}: {message}"));
+            Err(e) => {
+                match judge_lost_guest(&e, &guest.console_text()) {
+                    Ok((expected, actual)) => out.failure = Some(fail(expected, actual)),
+                    Err(message) => out.harness_error = Some(format!("step {label}: {message}")),
+                }
                 return out;
             }
         }
@@ -203,7 +258,7 @@ fn snapshot_step(name: &str, guest: &mut dyn Guest, state: &mut CaseState) -> St
     let r = ctx
         .settings
         .compare(&key, &contents)
-        .map_err(|e| GuestError { message: format!("storing snapshot {name}: {e}"), kernel_died: None })?;
+        .map_err(|e| GuestError::harness(format!("storing snapshot {name}: {e}")))?;
     let verdict = match r.status {
         SnapshotStatus::Changed => {
             Err((format!("snapshot {name} as stored in {}", r.file), r.diff.clone().unwrap_or_default()))
@@ -522,7 +577,10 @@ pub(crate) mod fake {
         pub write_errno: Option<i32>,
         pub problem_after_writes: Option<usize>,
         pub writes: usize,
-        pub dead: bool,
+        /// Every request fails with this once set (a guest that stopped answering).
+        pub broken: Option<GuestError>,
+        /// What the kernel printed on the console.
+        pub console: String,
         pub kmsg: Vec<KmsgRecord>,
         pub tasks: Vec<TaskInfo>,
         pub readers: BTreeMap<String, ReaderState>,
@@ -532,14 +590,19 @@ pub(crate) mod fake {
         Errno::new(2, "No such file or directory")
     }
 
+    impl FakeGuest {
+        fn up(&self) -> Result<(), GuestError> {
+            self.broken.clone().map_or(Ok(()), Err)
+        }
+    }
+
     impl Guest for FakeGuest {
         fn read_file(&mut self, path: &str) -> Result<Result<String, Errno>, GuestError> {
-            if self.dead {
-                return Err(GuestError { message: "agent closed the channel".into(), kernel_died: None });
-            }
+            self.up()?;
             Ok(self.files.get(path).cloned().ok_or_else(enoent))
         }
         fn write_file(&mut self, path: &str, data: &str) -> Result<Result<(), Errno>, GuestError> {
+            self.up()?;
             self.writes += 1;
             if let Some(e) = self.write_errno {
                 return Ok(Err(Errno::new(e, "from fake")));
@@ -553,6 +616,7 @@ pub(crate) mod fake {
             }
         }
         fn load_module(&mut self, path: &str, _params: &str) -> Result<Result<(), Errno>, GuestError> {
+            self.up()?;
             let name = path.rsplit('/').next().unwrap().trim_end_matches(".ko").to_string();
             if self.loaded.contains(&name) {
                 return Ok(Err(Errno::new(17, "File exists")));
@@ -561,11 +625,13 @@ pub(crate) mod fake {
             Ok(Ok(()))
         }
         fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError> {
+            self.up()?;
             let before = self.loaded.len();
             self.loaded.retain(|m| m != name);
             Ok(if self.loaded.len() < before { Ok(()) } else { Err(enoent()) })
         }
         fn wait_for(&mut self, cond: Condition, _t: Duration) -> Result<(bool, Option<String>), GuestError> {
+            self.up()?;
             Ok(match cond {
                 Condition::FileEquals { path, value } => {
                     let v = self.files.get(&path).cloned();
@@ -581,6 +647,7 @@ pub(crate) mod fake {
             })
         }
         fn list_tree(&mut self, path: &str) -> Result<Result<Vec<TreeEntry>, Errno>, GuestError> {
+            self.up()?;
             let prefix = format!("{path}/");
             let entries: Vec<TreeEntry> = self
                 .files
@@ -598,12 +665,15 @@ pub(crate) mod fake {
             Ok(if entries.is_empty() { Err(enoent()) } else { Ok(entries) })
         }
         fn read_kmsg(&mut self, since_seq: u64) -> Result<Vec<KmsgRecord>, GuestError> {
+            self.up()?;
             Ok(self.kmsg.iter().filter(|r| r.seq >= since_seq).cloned().collect())
         }
         fn tasks(&mut self) -> Result<Vec<TaskInfo>, GuestError> {
+            self.up()?;
             Ok(self.tasks.clone())
         }
         fn start_reader(&mut self, tag: &str, path: &str) -> Result<i32, GuestError> {
+            self.up()?;
             let data = self.files.get(path).cloned();
             self.readers.insert(
                 tag.to_string(),
@@ -612,6 +682,7 @@ pub(crate) mod fake {
             Ok(42)
         }
         fn reader_status(&mut self, tag: &str) -> Result<ReaderState, GuestError> {
+            self.up()?;
             Ok(self.readers[tag].clone())
         }
         fn kernel_problem(&mut self) -> Option<String> {
@@ -619,6 +690,9 @@ pub(crate) mod fake {
                 Some(n) if self.writes >= n => Some("BUG: kernel NULL pointer dereference".into()),
                 _ => None,
             }
+        }
+        fn console_text(&mut self) -> String {
+            self.console.clone()
         }
     }
 }
@@ -847,12 +921,105 @@ mod tests {
         assert_eq!(f.actual, "it is still reading");
     }
 
+    const BOOT: &str = "\
+[    0.000000] Linux version 6.1.0-57-rt-amd64 (debian-kernel@lists.debian.org)
+[    1.310002] Run /init as init process
+[    1.401113] klp-agent: serving on /dev/vport0p1 (virtio:org.klp-conform.agent, opened in 12 ms)
+";
+
+    /// What PREEMPT_RT under TCG printed when the second UART's threaded IRQ fell behind and
+    /// the kernel disabled it, silencing an agent on ttyS1: a call trace, but no oops.
+    const NOBODY_CARED: &str = "\
+[   41.771043] irq 3: nobody cared (try booting with the \"irqpoll\" option)
+[   41.771043] CPU: 0 PID: 93 Comm: irq/3-ttyS1 Tainted: G           OE K    6.1.0-57-rt-amd64 #1  Debian 6.1.192-1
+[   41.771043] Hardware name: QEMU Standard PC (i440FX + PIIX, 1996), BIOS 1.16.2-debian-1.16.2-1 04/01/2014
+[   41.771043] Call Trace:
+[   41.771043]  <IRQ>
+[   41.771043]  dump_stack_lvl+0x44/0x5c
+[   41.771043]  __report_bad_irq+0x35/0xa7
+[   41.771043]  note_interrupt.cold+0xb/0x61
+[   41.771043]  </IRQ>
+[   41.771043] handlers:
+[   41.771043] [<00000000a5f6d1c2>] irq_default_primary_handler threaded [<0000000093a1c7a3>] serial8250_interrupt
+[   41.771043] Disabling IRQ #3
+";
+
+    fn lost(message: &str) -> GuestError {
+        GuestError { message: message.into(), fault: GuestFault::Lost, excerpt: None }
+    }
+
+    /// A case whose first request finds the guest not answering with `e`.
+    fn silent(g: &mut FakeGuest, e: GuestError, console: &str) -> CaseRun {
+        g.console = format!("{BOOT}{console}");
+        g.broken = Some(e);
+        run_case(&case("      - read: {path: /e, equals: '1'}\n      - write: {path: /e, value: '0'}\n"), g)
+    }
+
+    /// The agent went silent and the kernel printed no oops, BUG, WARNING or panic: the harness
+    /// lost its channel, which is an ERROR with the console excerpt, not a conformance FAIL.
     #[test]
-    fn dead_guest_is_a_harness_error() {
+    fn a_lost_channel_with_a_quiet_kernel_is_an_error() {
         let mut g = guest();
-        g.dead = true;
-        let r = run_case(&case("      - read: {path: /e, equals: '1'}\n"), &mut g);
+        let r = silent(&mut g, lost("agent did not answer `read_file` within 30.0s"), NOBODY_CARED);
+        assert!(r.failure.is_none(), "{:?}", r.failure);
+        let e = r.harness_error.unwrap();
+        assert!(
+            e.starts_with("step 1: read /e: the harness lost its channel to the agent: agent did not answer"),
+            "{e}"
+        );
+        assert!(e.contains("no oops, BUG, WARNING or panic"), "{e}");
+        assert!(e.contains("irq 3: nobody cared") && e.contains("Disabling IRQ #3"), "{e}");
+        // Nothing at all on the console: the tail is shown.
+        let r = silent(&mut guest(), lost("agent channel closed during `write_file` (QEMU gone?)"), "");
+        let e = r.harness_error.unwrap();
+        assert!(e.contains("klp-agent: serving on /dev/vport0p1"), "{e}");
+    }
+
+    /// The same silence after the kernel oopsed (or warned) is the kernel's failure.
+    #[test]
+    fn a_lost_channel_after_an_oops_or_warning_is_a_failure() {
+        let oops = "[   12.3] BUG: kernel NULL pointer dereference, address: 0000000000000000\n\
+                    [   12.3] Oops: 0000 [#1] PREEMPT SMP NOPTI\n[   12.3] Call Trace:\n";
+        for console in [
+            format!("{NOBODY_CARED}{oops}"),
+            "[    5.2] WARNING: CPU: 0 PID: 57 at kernel/livepatch/transition.c:123 x\n".to_string(),
+        ] {
+            let r = silent(&mut guest(), lost("agent did not answer `read_file` within 30.0s"), &console);
+            assert!(r.harness_error.is_none(), "{:?}", r.harness_error);
+            let f = r.failure.unwrap();
+            assert_eq!((f.step.as_str(), f.expected.as_str()), ("1: read /e", "the kernel to stay up"));
+            assert!(f.actual.starts_with("agent did not answer `read_file`"), "{}", f.actual);
+            assert!(
+                f.actual.contains("BUG: kernel NULL pointer") || f.actual.contains("WARNING: CPU: 0"),
+                "{}",
+                f.actual
+            );
+        }
+    }
+
+    /// A panic QMP reported, before the (threaded, PREEMPT_RT) console printed it: a failure
+    /// with what the VM saw.
+    #[test]
+    fn a_kernel_the_vm_saw_die_is_a_failure() {
+        let e = GuestError {
+            message: "guest died during `write_file`: guest panicked (QMP GUEST_PANICKED)".into(),
+            fault: GuestFault::KernelDied,
+            excerpt: Some("[    9.1] sysrq: Trigger a crash".into()),
+        };
+        let f = silent(&mut guest(), e, "").failure.unwrap();
+        assert_eq!(f.expected, "the kernel to stay up");
+        assert!(f.actual.contains("GUEST_PANICKED") && f.actual.contains("sysrq: Trigger a crash"), "{}", f.actual);
+    }
+
+    /// What the harness could not do stays an ERROR whatever the console shows.
+    #[test]
+    fn a_harness_fault_is_an_error() {
+        let r = silent(
+            &mut guest(),
+            GuestError::harness("agent could not serve `read_file`: bad request"),
+            "[ 5.2] WARNING: CPU: 0 PID: 57 at x\n",
+        );
         assert!(r.failure.is_none());
-        assert!(r.harness_error.unwrap().contains("agent closed"));
+        assert_eq!(r.harness_error.unwrap(), "step 1: read /e: agent could not serve `read_file`: bad request");
     }
 }

@@ -7,6 +7,6 @@ pub mod outcome;
 mod run;
 pub mod schedule;
 
-pub use exec::{run_case, Guest, GuestError};
+pub use exec::{judge_lost_guest, run_case, Guest, GuestError, GuestFault};
 pub use outcome::*;
-pub use run::{chain, chain_error, run, RunConfig, RunError};
+pub use run::{chain, chain_error, run, RunConfig, RunError, VmGuest};

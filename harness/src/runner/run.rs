@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use klp_protocol::{Condition, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
 
-use super::exec::{run_case_with, Guest, GuestError, SnapshotContext};
+use super::exec::{run_case_with, Guest, GuestError, GuestFault, SnapshotContext};
 use super::outcome::*;
 use super::schedule;
 use crate::agent_client::{AgentClient, AgentError};
+use crate::image::GuestRecipe;
 use crate::kernel::{self, Kernel, KernelSpec};
 use crate::progress::Progress;
 use crate::report::ktap::KtapWriter;
@@ -42,6 +43,8 @@ pub struct RunConfig {
 pub enum RunError {
     #[error(transparent)]
     Suite(#[from] suite::SuiteError),
+    #[error(transparent)]
+    Recipe(#[from] image::RecipeError),
     #[error("writing results to {path}: {source}")]
     Output {
         path: PathBuf,
@@ -62,6 +65,8 @@ struct Prepared {
     /// What QEMU boots: the uncompressed vmlinux when it could be extracted, else the bzImage.
     boot_kernel: PathBuf,
     initramfs: PathBuf,
+    /// What the guest is made of (`images/guest.yaml`).
+    guest: GuestRecipe,
     accel: Accel,
     accel_note: Option<String>,
 }
@@ -80,6 +85,8 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
             Ok(LoadedSuite { path: p.clone(), text, suite })
         })
         .collect::<Result<Vec<_>, suite::SuiteError>>()?;
+    // So is a bad guest recipe.
+    let guest = GuestRecipe::from_workspace(&cfg.workspace)?;
     std::fs::create_dir_all(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
     crate::report::check_writable(&cfg.out, &cfg.reports)?;
 
@@ -91,7 +98,7 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         .kernels
         .iter()
         .map(|spec| {
-            let p = prepare(spec, cfg, &suites, progress);
+            let p = prepare(spec, cfg, &guest, &suites, progress);
             if let Err(e) = &p {
                 // Said once here; every case of this kernel then reports it as its error.
                 progress.note(format!("error: kernel {spec}: {e}"));
@@ -330,6 +337,7 @@ fn stdout_err(source: std::io::Error) -> RunError {
 fn prepare(
     spec: &KernelSpec,
     cfg: &RunConfig,
+    guest: &GuestRecipe,
     suites: &[LoadedSuite],
     progress: &Progress,
 ) -> Result<Prepared, String> {
@@ -356,9 +364,11 @@ fn prepare(
         .map_err(|e| format!("building the guest agent: {}", chain(&e)))?;
     let initramfs = cfg.out.join("images").join(format!("{}.cpio", kernel.release));
     let ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
+    let boot_modules = image::guest_modules(&kernel, guest)
+        .map_err(|e| format!("the guest's own modules ({}): {}", guest.source.display(), chain(&e)))?;
     image::Initramfs::new(&agent)
         .modules(&ko)
-        .boot_modules(&image::vm_boot_modules(&kernel))
+        .boot_modules(&boot_modules)
         .write(&initramfs)
         .map_err(|e| format!("writing the initramfs: {}", chain(&e)))?;
     // The uncompressed vmlinux boots ~2 s faster under TCG than the bzImage (PVH entry).
@@ -368,21 +378,11 @@ fn prepare(
 
     let t = Instant::now();
     let probe_dir = cfg.out.join("logs").join(&kernel.release).join("accel-probe");
-    let probe = vm_config(&boot_kernel, &initramfs, probe_dir, Accel::Kvm);
+    let probe = VmConfig { accel: Accel::Kvm, ..VmConfig::new(&boot_kernel, &initramfs, &probe_dir, guest) };
     let (accel, note) = vm::probe_accel(cfg.accel, &probe, &cfg.cache, progress)
         .map_err(|e| format!("choosing an accelerator: {}", chain(&e)))?;
     progress.note(format!("accelerator: {accel} ({:.1}s)", t.elapsed().as_secs_f64()));
-    Ok(Prepared { kernel, boot_kernel, initramfs, accel, accel_note: Some(note) })
-}
-
-fn vm_config(boot_kernel: &Path, initramfs: &Path, workdir: PathBuf, accel: Accel) -> VmConfig {
-    VmConfig {
-        vmlinuz: boot_kernel.to_path_buf(),
-        initramfs: initramfs.to_path_buf(),
-        workdir,
-        accel,
-        ..VmConfig::default()
-    }
+    Ok(Prepared { kernel, boot_kernel, initramfs, guest: guest.clone(), accel, accel_note: Some(note) })
 }
 
 /// Boot a guest, run the case's steps, keep console and kernel log, power off.
@@ -406,7 +406,7 @@ fn run_one(
     out.logs.insert("console".into(), rel.join("console.log").display().to_string());
     progress.note(format!("{} › {}: booting {}", suite.name(), case.name(), p.kernel.release));
 
-    let cfg = vm_config(&p.boot_kernel, &p.initramfs, workdir.clone(), p.accel);
+    let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
     let mut vm = match Vm::boot(&cfg) {
         Ok(vm) => vm,
         Err(e) => {
@@ -414,9 +414,10 @@ fn run_one(
             return out.errored(format!("the VM did not boot: {}", chain(&e)));
         }
     };
-    let result = run_case_with(case, &mut VmGuest { vm: &mut vm }, Some(snapshots));
+    let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots));
 
-    // The kernel log is part of the evidence whatever the verdict.
+    // The kernel log is part of the evidence whatever the verdict (once the channel is lost
+    // the agent is not asked again: this fails at once).
     if let Ok(records) = vm.agent().read_kmsg(0) {
         let text: String = records
             .iter()
@@ -445,15 +446,33 @@ fn run_one(
 }
 
 /// The executor's view of a booted VM.
-struct VmGuest<'a> {
+pub struct VmGuest<'a> {
     vm: &'a mut Vm,
 }
 
-impl VmGuest<'_> {
-    /// One agent call; a failure learns from the console whether the kernel died.
+impl<'a> VmGuest<'a> {
+    pub fn new(vm: &'a mut Vm) -> Self {
+        Self { vm }
+    }
+
+    /// One agent call. A failure says whether the VM saw the kernel die, the channel was lost
+    /// (the executor then reads the console: [`super::exec::judge_lost_guest`]) or the agent
+    /// could not serve the request.
     fn call<T>(&mut self, f: impl FnOnce(&mut AgentClient) -> Result<T, AgentError>) -> Result<T, GuestError> {
-        let r = f(self.vm.agent());
-        r.map_err(|e| GuestError { message: e.to_string(), kernel_died: self.vm.console_problem().map(|p| p.excerpt) })
+        f(self.vm.agent()).map_err(|e| {
+            let fault = if e.kernel_died() {
+                GuestFault::KernelDied
+            } else if e.is_lost_channel() {
+                GuestFault::Lost
+            } else {
+                GuestFault::Harness
+            };
+            let excerpt = match &e {
+                AgentError::GuestDied { gone, .. } => Some(gone.excerpt.clone()),
+                _ => None,
+            };
+            GuestError { message: e.summary(), fault, excerpt }
+        })
     }
 }
 
@@ -490,6 +509,9 @@ impl Guest for VmGuest<'_> {
     }
     fn kernel_problem(&mut self) -> Option<String> {
         self.vm.console_problem().map(|p| p.excerpt)
+    }
+    fn console_text(&mut self) -> String {
+        self.vm.console_text()
     }
 }
 

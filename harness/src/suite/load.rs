@@ -23,11 +23,7 @@ pub enum SuiteError {
 }
 
 fn snippet_suffix(s: &str) -> String {
-    if s.is_empty() {
-        String::new()
-    } else {
-        format!("\n{s}")
-    }
+    crate::yaml::Located::snippet_suffix(s)
 }
 
 /// Load and validate one suite file.
@@ -44,30 +40,13 @@ pub fn parse_suite(path: &Path, text: &str) -> Result<Suite, SuiteError> {
 }
 
 fn from_yaml_error(path: &Path, e: &serde_saphyr::Error) -> SuiteError {
-    let rendered = e.to_string();
-    // The crate renders "error: line L column C: <message>" followed by a source snippet that
-    // names the input `<input>`; keep the message and the snippet, name the real file.
-    let mut lines = rendered.lines();
-    let head = lines.next().unwrap_or_default();
-    let message = match head.split_once(": ").map(|(_, rest)| rest) {
-        Some(rest) if rest.starts_with("line ") => rest.split_once(": ").map(|(_, m)| m).unwrap_or(rest),
-        Some(rest) => rest,
-        None => head,
-    }
-    .to_string();
-    let snippet = lines.collect::<Vec<_>>().join("\n").replace("<input>", &path.display().to_string());
-    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-    SuiteError::Invalid { path: path.into(), line, column, message, snippet }
+    let l = crate::yaml::Located::from_saphyr(path, e);
+    SuiteError::Invalid { path: path.into(), line: l.line, column: l.column, message: l.message, snippet: l.snippet }
 }
 
 fn located(path: &Path, text: &str, loc: Location, message: String) -> SuiteError {
-    let (line, column) = (loc.line(), loc.column());
-    let snippet = text
-        .lines()
-        .nth(line.saturating_sub(1) as usize)
-        .map(|l| format!("{line:>4} | {l}\n     | {}^", " ".repeat(column.saturating_sub(1) as usize)))
-        .unwrap_or_default();
-    SuiteError::Invalid { path: path.into(), line, column, message, snippet }
+    let l = crate::yaml::Located::at(text, loc, message);
+    SuiteError::Invalid { path: path.into(), line: l.line, column: l.column, message: l.message, snippet: l.snippet }
 }
 
 type Invalid = (Location, String);

@@ -1,10 +1,12 @@
 //! The QEMU command line, built from small pure functions (one per concern) so that each flag
-//! has a stated reason and a unit test shows the whole line.
+//! has a stated reason and a unit test shows the whole line, as [`qemu_args`] builds it from the
+//! checkout's guest recipe (`images/guest.yaml`: machine size, channel, kernel command line).
 
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::Accel;
+use super::{Accel, VmConfig};
+use crate::image::recipe::{ChannelKind, ChannelRecipe};
 
 /// Where a VM's files and sockets are.
 #[derive(Debug, Clone)]
@@ -61,14 +63,28 @@ pub fn accel_args(accel: Accel) -> Vec<OsString> {
     }
 }
 
+/// The full QEMU command line for `cfg`.
+pub fn qemu_args(cfg: &VmConfig, paths: &QemuPaths) -> Vec<OsString> {
+    let mut v = base_args();
+    v.extend(accel_args(cfg.accel));
+    v.extend(machine_args(cfg.guest.memory_mb, cfg.guest.cpus));
+    v.extend(console_args(paths.console));
+    v.extend(channel_args(&cfg.guest.channel, paths.agent_socket));
+    v.extend(qmp_args(paths.qmp_socket));
+    v.extend(panic_args());
+    v.extend(kernel_args(&cfg.vmlinuz, &cfg.initramfs, &cfg.guest.kernel_cmdline(&cfg.extra_cmdline)));
+    v
+}
+
+/// Memory and CPUs as the recipe says.
 pub fn machine_args(memory_mb: u32, cpus: u32) -> Vec<OsString> {
     vec![
-        // i440fx: has the ISA bus the two 8250 UARTs and the pvpanic port sit on.
+        // i440fx: has the ISA bus the 8250 UART(s) and the pvpanic port sit on, and PCI for
+        // virtio-serial.
         "-machine".into(),
         "pc".into(),
         "-m".into(),
         format!("{memory_mb}M").into(),
-        // More than one CPU: livepatch transitions are only interesting with other tasks running.
         "-smp".into(),
         cpus.to_string().into(),
     ]
@@ -79,16 +95,28 @@ pub fn console_args(console: &Path) -> Vec<OsString> {
     vec!["-chardev".into(), kv("file,id=console,path=", console, ""), "-serial".into(), "chardev:console".into()]
 }
 
-/// ttyS1: the agent's channel, a unix socket QEMU listens on (the harness connects).
-pub fn agent_port_args(socket: &Path) -> Vec<OsString> {
-    vec![
+/// The agent's channel: the guest's end as the recipe says, QEMU's end a unix socket it
+/// listens on (the harness connects).
+pub fn channel_args(channel: &ChannelRecipe, socket: &Path) -> Vec<OsString> {
+    let mut v = vec![
         "-chardev".into(),
         // wait=off: QEMU starts the guest without waiting for the harness to connect.
         kv("socket,id=agent,path=", socket, ",server=on,wait=off"),
         "-device".into(),
+    ];
+    match channel.kind {
+        ChannelKind::VirtioSerial => {
+            let port = channel.port.as_deref().expect("a virtio-serial recipe names its port");
+            // max_ports=2: port 0 is reserved for a virtconsole, ours is 1; the default (31)
+            // makes the guest driver set up 64 virtqueues it never uses.
+            v.push("virtio-serial-pci,id=agent-serial,max_ports=2".into());
+            v.push("-device".into());
+            v.push(format!("virtserialport,bus=agent-serial.0,chardev=agent,name={port}").into());
+        }
         // A second ISA 8250 at 0x2f8/IRQ3: built into every Debian kernel, needs no module.
-        "isa-serial,chardev=agent,index=1".into(),
-    ]
+        ChannelKind::IsaSerial => v.push("isa-serial,chardev=agent,index=1".into()),
+    }
+    v
 }
 
 /// QMP on a unix socket, for readiness, events (SHUTDOWN, GUEST_PANICKED, STOP) and `quit`.
@@ -105,29 +133,6 @@ pub fn qmp_args(socket: &Path) -> Vec<OsString> {
 /// complete and the harness, not a reboot, decides what happens next.
 pub fn panic_args() -> Vec<OsString> {
     os(&["-device", "pvpanic", "-action", "panic=pause"])
-}
-
-/// The kernel command line. Every token says why it is there.
-pub fn kernel_cmdline(extra: &str) -> String {
-    let mut tokens = vec![
-        // Kernel messages go to the first UART, i.e. to console.log.
-        "console=ttyS0",
-        // Messages before the console driver is up too (a KVM guest that hangs early shows
-        // how far it got).
-        "earlyprintk=serial,ttyS0",
-        // On a panic reboot at once; with -no-reboot that ends QEMU, if pvpanic did not pause it.
-        "panic=-1",
-        // The initramfs's /init is the agent (the default, said explicitly).
-        "rdinit=/init",
-        // Shorter boot: no probing of the legacy i8042 keyboard controller.
-        "i8042.noaux",
-        "i8042.nokbd",
-    ];
-    let extra = extra.trim();
-    if !extra.is_empty() {
-        tokens.push(extra);
-    }
-    tokens.join(" ")
 }
 
 pub fn kernel_args(vmlinuz: &Path, initramfs: &Path, cmdline: &str) -> Vec<OsString> {
@@ -148,6 +153,7 @@ mod tests {
         assert_eq!(joined(&v), "-chardev file,id=console,path=/tmp/a,,b/console.log -serial chardev:console");
     }
 
+    /// The real command line: [`qemu_args`] from the checkout's `images/guest.yaml`.
     #[test]
     fn the_full_command_line() {
         let paths = QemuPaths {
@@ -155,15 +161,10 @@ mod tests {
             qmp_socket: Path::new("/tmp/klp-vm-x/qmp.sock"),
             agent_socket: Path::new("/tmp/klp-vm-x/agent.sock"),
         };
-        let mut v = base_args();
-        v.extend(accel_args(Accel::Tcg));
-        v.extend(machine_args(512, 2));
-        v.extend(console_args(paths.console));
-        v.extend(agent_port_args(paths.agent_socket));
-        v.extend(qmp_args(paths.qmp_socket));
-        v.extend(panic_args());
-        v.extend(kernel_args(Path::new("/k/vmlinuz"), Path::new("/w/initramfs.cpio"), &kernel_cmdline(" oops=panic ")));
-        insta::assert_snapshot!(joined(&v).replace(" -", "\n-"), @r"
+        let guest = crate::image::recipe::checkout_recipe();
+        let mut cfg = VmConfig::new(Path::new("/k/vmlinuz"), Path::new("/w/initramfs.cpio"), Path::new("/w"), &guest);
+        cfg.extra_cmdline = " oops=panic ".into();
+        insta::assert_snapshot!(joined(&qemu_args(&cfg, &paths)).replace(" -", "\n-"), @r"
         -nodefaults
         -no-user-config
         -display none
@@ -175,15 +176,22 @@ mod tests {
         -chardev file,id=console,path=/w/console.log
         -serial chardev:console
         -chardev socket,id=agent,path=/tmp/klp-vm-x/agent.sock,server=on,wait=off
-        -device isa-serial,chardev=agent,index=1
+        -device virtio-serial-pci,id=agent-serial,max_ports=2
+        -device virtserialport,bus=agent-serial.0,chardev=agent,name=org.klp-conform.agent
         -chardev socket,id=qmp,path=/tmp/klp-vm-x/qmp.sock,server=on,wait=off
         -mon chardev=qmp,mode=control
         -device pvpanic
         -action panic=pause
         -kernel /k/vmlinuz
         -initrd /w/initramfs.cpio
-        -append console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 rdinit=/init i8042.noaux i8042.nokbd oops=panic
+        -append console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 rdinit=/init i8042.noaux i8042.nokbd klp_agent.channel=virtio:org.klp-conform.agent oops=panic
         ");
-        assert_eq!(joined(&accel_args(Accel::Kvm)), "-accel kvm -cpu host");
+        cfg.guest = guest.with_isa_serial();
+        let isa = joined(&qemu_args(&cfg, &paths));
+        assert!(isa.contains(" -device isa-serial,chardev=agent,index=1 "), "{isa}");
+        assert!(isa.contains(" klp_agent.channel=tty:ttyS1 oops=panic"), "{isa}");
+        assert!(!isa.contains("virtio"), "{isa}");
+        cfg.accel = Accel::Kvm;
+        assert!(joined(&qemu_args(&cfg, &paths)).contains(" -accel kvm -cpu host "));
     }
 }

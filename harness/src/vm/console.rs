@@ -45,11 +45,22 @@ const PANIC_MARKER: &str = "Kernel panic - not syncing";
 
 /// The first problem in `text`, if any.
 pub fn scan_console(text: &str) -> Option<ConsoleProblem> {
+    scan_for(text, |_| true)
+}
+
+/// The first sign that the kernel itself is in trouble: an oops, BUG, general protection
+/// fault, WARNING or panic. Not a bare call trace: the kernel also prints those for reports
+/// that do not mean it failed (`irq N: nobody cared`, a hung task).
+pub fn fatal_problem(text: &str) -> Option<ConsoleProblem> {
+    scan_for(text, |k| k != ProblemKind::CallTrace)
+}
+
+fn scan_for(text: &str, wanted: impl Fn(ProblemKind) -> bool) -> Option<ConsoleProblem> {
     let lines: Vec<&str> = text.lines().collect();
     let (idx, kind) = lines
         .iter()
         .enumerate()
-        .find_map(|(i, l)| MARKERS.iter().find(|(m, _)| l.contains(m)).map(|&(_, k)| (i, k)))?;
+        .find_map(|(i, l)| MARKERS.iter().find(|&&(m, k)| wanted(k) && l.contains(m)).map(|&(_, k)| (i, k)))?;
     let start = idx.saturating_sub(BEFORE);
     let end = (idx + AFTER).min(lines.len());
     Some(ConsoleProblem {
@@ -121,7 +132,7 @@ mod tests {
 [    0.000000] Command line: console=ttyS0 panic=-1
 [    1.204518] Freeing unused kernel image (initmem) memory: 2960K
 [    1.310002] Run /init as init process
-[    1.401113] klp-agent: serving on /dev/ttyS1
+[    1.401113] klp-agent: serving on /dev/vport0p1 (virtio:org.klp-conform.agent, opened in 12 ms)
 ";
 
     const OOPS: &str = "\
@@ -188,6 +199,20 @@ mod tests {
         assert_eq!(p.kind, ProblemKind::Panic);
         assert!(p.excerpt.starts_with("[    0.000000] Command line"), "{}", p.excerpt);
         assert!(p.excerpt.contains("sysrq: Trigger a crash"));
+    }
+
+    #[test]
+    fn a_bare_call_trace_is_not_fatal() {
+        let text = format!(
+            "{BOOT}[   41.7] irq 3: nobody cared (try booting with the \"irqpoll\" option)\n\
+             [   41.7] Call Trace:\n[   41.7]  dump_stack_lvl+0x44/0x5c\n[   41.7] Disabling IRQ #3\n"
+        );
+        assert_eq!(scan_console(&text).unwrap().kind, ProblemKind::CallTrace);
+        assert_eq!(fatal_problem(&text), None);
+        let later = format!("{text}{OOPS}");
+        let p = fatal_problem(&later).unwrap();
+        assert_eq!((p.kind, p.line), (ProblemKind::Bug, 10));
+        assert!(p.excerpt.contains("BUG: kernel NULL pointer dereference"));
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //!
 //! - The command line is built from pure functions in [`args`].
 //! - QMP (the `qapi` crate) gives readiness, `query-status`, events and `quit`: [`qmp`].
+//! - What the guest is made of (memory, CPUs, kernel command line, the agent's channel) comes
+//!   from the guest recipe, `images/guest.yaml` ([`crate::image::recipe`]).
 //! - The kernel console (ttyS0) is a file, `console.log` in the case's workdir, scanned for
 //!   oops/panic/WARN: [`console`].
-//! - The agent (ttyS1) is reached with [`AgentClient`], which asks the VM, while it waits,
+//! - The agent (on a virtio-serial port, or ttyS1, as the recipe says) is reached with
+//!   [`AgentClient`] over QEMU's unix socket, which asks the VM, while it waits,
 //!   whether QEMU exited, QMP reported a panic or shutdown, or the console shows a panic; so a
 //!   dead guest ends a request within a fraction of a second, with the console excerpt.
 //! - QEMU never outlives the harness: see [`reaper`] (PDEATHSIG, own process group, Drop).
@@ -17,7 +20,6 @@ pub mod console;
 mod qmp;
 pub mod reaper;
 
-use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -26,9 +28,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::agent_client::{AgentClient, AgentError, AgentHello, GuestGone, Watchdog};
+use crate::image::GuestRecipe;
 use crate::tools::{self, ToolError};
 
 pub use accel::{kvm_usable, probe_accel, KVM_PROBE_TIMEOUT};
+pub use args::qemu_args;
 pub use console::{scan_console, ConsoleProblem, ProblemKind};
 pub use qmp::VmEvent;
 pub use reaper::kill_all_vms;
@@ -78,32 +82,23 @@ pub struct VmConfig {
     pub workdir: PathBuf,
     /// `Kvm` or `Tcg` (resolve `Auto` with [`probe_accel`] first). Default: Tcg.
     pub accel: Accel,
-    /// Default: 512.
-    pub memory_mb: u32,
-    /// Default: 2 (livepatch transitions need other CPUs running tasks).
-    pub cpus: u32,
+    /// Memory, CPUs, kernel command line and the agent's channel (`images/guest.yaml`). The
+    /// initramfs must carry the modules this recipe's channel needs.
+    pub guest: GuestRecipe,
     /// From spawning QEMU to the agent's hello. Default: 60 s (TCG on a loaded 2-core host).
     pub boot_timeout: Duration,
     /// Appended to the kernel command line.
     pub extra_cmdline: String,
 }
 
-impl Default for VmConfig {
-    /// The defaults with empty paths (set `vmlinuz`, `initramfs` and `workdir`).
-    fn default() -> Self {
-        Self::new(Path::new(""), Path::new(""), Path::new(""))
-    }
-}
-
 impl VmConfig {
-    pub fn new(vmlinuz: &Path, initramfs: &Path, workdir: &Path) -> Self {
+    pub fn new(vmlinuz: &Path, initramfs: &Path, workdir: &Path, guest: &GuestRecipe) -> Self {
         Self {
             vmlinuz: vmlinuz.to_path_buf(),
             initramfs: initramfs.to_path_buf(),
             workdir: workdir.to_path_buf(),
             accel: Accel::Tcg,
-            memory_mb: 512,
-            cpus: 2,
+            guest: guest.clone(),
             boot_timeout: Duration::from_secs(60),
             extra_cmdline: String::new(),
         }
@@ -205,22 +200,26 @@ impl Monitor {
         self.poll_events();
         self.console.refresh();
         let shutdown = self.events.iter().find(|e| matches!(e, VmEvent::Shutdown { .. })).cloned();
-        let reason = if self.events.contains(&VmEvent::GuestPanicked) {
-            "guest panicked (QMP GUEST_PANICKED)".to_string()
+        // The guest resetting itself (panic=-1 without pvpanic, a triple fault) is the kernel
+        // dying too: the agent never reboots.
+        let reset = shutdown.as_ref().is_some_and(VmEvent::is_guest_reset);
+        let (reason, mut kernel_died) = if self.events.contains(&VmEvent::GuestPanicked) {
+            ("guest panicked (QMP GUEST_PANICKED)".to_string(), true)
         } else if let Some(st) = self.try_exit() {
             match shutdown {
-                Some(ev) => format!("QEMU exited ({st}) after QMP {ev}"),
-                None => format!("QEMU exited ({st})"),
+                Some(ev) => (format!("QEMU exited ({st}) after QMP {ev}"), reset),
+                None => (format!("QEMU exited ({st})"), false),
             }
         } else if let Some(ev) = shutdown {
-            format!("guest is shutting down (QMP {ev})")
+            (format!("guest is shutting down (QMP {ev})"), reset)
         } else if console::shows_panic(self.console.text()) {
-            "guest panicked (kernel panic on the console)".to_string()
+            ("guest panicked (kernel panic on the console)".to_string(), true)
         } else {
             return Ok(());
         };
         self.settle();
         let text = self.console.text();
+        kernel_died |= console::shows_panic(text);
         let mut excerpt = match console::scan_console(text) {
             Some(p) => p.excerpt,
             None => console::tail(text, CONSOLE_TAIL),
@@ -228,7 +227,7 @@ impl Monitor {
         if self.exit.is_some_and(|st| !st.success()) {
             excerpt.push_str(&format!("\n--- qemu.log ---\n{}", self.qemu_log_tail()));
         }
-        let gone = GuestGone { reason, excerpt };
+        let gone = GuestGone { reason, excerpt, kernel_died };
         self.gone = Some(gone.clone());
         Err(gone)
     }
@@ -321,19 +320,6 @@ impl std::fmt::Debug for Vm {
     }
 }
 
-/// The full QEMU command line for `cfg`.
-pub fn qemu_args(cfg: &VmConfig, paths: &args::QemuPaths) -> Vec<OsString> {
-    let mut v = args::base_args();
-    v.extend(args::accel_args(cfg.accel));
-    v.extend(args::machine_args(cfg.memory_mb, cfg.cpus));
-    v.extend(args::console_args(paths.console));
-    v.extend(args::agent_port_args(paths.agent_socket));
-    v.extend(args::qmp_args(paths.qmp_socket));
-    v.extend(args::panic_args());
-    v.extend(args::kernel_args(&cfg.vmlinuz, &cfg.initramfs, &args::kernel_cmdline(&cfg.extra_cmdline)));
-    v
-}
-
 impl Vm {
     /// Start QEMU and wait until the agent answers `hello` (or the boot fails: QEMU exits, the
     /// guest panics, or `boot_timeout` passes; each error carries the console's tail).
@@ -348,8 +334,11 @@ impl Vm {
                 return Err(VmError::Config(format!("{what} {} does not exist", p.display())));
             }
         }
-        if cfg.cpus == 0 || cfg.memory_mb < 64 {
-            return Err(VmError::Config(format!("{} CPUs and {} MiB are not a machine", cfg.cpus, cfg.memory_mb)));
+        if cfg.guest.cpus == 0 || cfg.guest.memory_mb < 64 {
+            return Err(VmError::Config(format!(
+                "{} CPUs and {} MiB are not a machine",
+                cfg.guest.cpus, cfg.guest.memory_mb
+            )));
         }
         let qemu = tools::require_tool("qemu-system-x86_64", "qemu-system-x86", "boot guest kernels")?;
         std::fs::create_dir_all(&cfg.workdir)
@@ -447,6 +436,17 @@ impl Vm {
             source: std::io::ErrorKind::NotConnected.into(),
         })?;
         q.status().map_err(|source| VmError::Qmp { what: "query-status".into(), source })
+    }
+
+    /// QMP `stop`: freeze the guest's CPUs. The kernel neither runs nor dies, so its agent
+    /// simply stops answering (how tests make a channel go silent with a healthy console).
+    pub fn pause(&self) -> Result<(), VmError> {
+        let mut m = lock(&self.monitor);
+        let q = m.qmp.as_mut().ok_or_else(|| VmError::Qmp {
+            what: "stop: QMP connection is closed".into(),
+            source: std::io::ErrorKind::NotConnected.into(),
+        })?;
+        q.stop().map_err(|source| VmError::Qmp { what: "stop".into(), source })
     }
 
     /// QMP events seen so far.

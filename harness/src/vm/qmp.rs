@@ -26,6 +26,13 @@ pub enum VmEvent {
     Other(String),
 }
 
+impl VmEvent {
+    /// A SHUTDOWN the guest caused by resetting (with `-no-reboot`) or by panicking.
+    pub fn is_guest_reset(&self) -> bool {
+        matches!(self, Self::Shutdown { reason, .. } if reason == "guest-reset" || reason == "guest-panic")
+    }
+}
+
 impl std::fmt::Display for VmEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -114,6 +121,11 @@ impl QmpConn {
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_else(|| format!("{:?}", st.status)))
+    }
+
+    /// `stop`: the vCPUs stop where they are (the guest neither runs nor dies).
+    pub fn stop(&mut self) -> Result<(), std::io::Error> {
+        self.qmp.execute(&qmp::stop {}).map(drop).map_err(std::io::Error::from)
     }
 
     /// `quit`: QEMU exits at once (the guest gets no say).

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use klp_conform::image;
+use klp_conform::image::{self, GuestRecipe};
 use klp_conform::kernel::{self, Kernel};
 use klp_conform::progress::Progress;
 use klp_conform::vm::{Accel, VmConfig};
@@ -15,6 +15,8 @@ pub struct Fixture {
     pub initramfs: PathBuf,
     /// What to boot: the uncompressed vmlinux where possible (see `image::boot_image`).
     pub boot_image: PathBuf,
+    /// The checkout's `images/guest.yaml`.
+    pub recipe: GuestRecipe,
     pub dir: tempfile::TempDir,
 }
 
@@ -23,7 +25,8 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The `debian` kernel (fetched into the cache if needed), the agent built, an initramfs with
-/// the VM's boot modules (pvpanic) in a fresh temporary directory.
+/// the guest's own modules (the channel's virtio drivers, pvpanic) in a fresh temporary
+/// directory.
 pub fn fixture() -> Fixture {
     let progress = Progress::new();
     let kernel =
@@ -33,14 +36,25 @@ pub fn fixture() -> Fixture {
     let (boot_image, how) = image::boot_image(&kernel, &kernel::default_cache_dir(), &progress).unwrap();
     progress.note(format!("booting {}: {how}", boot_image.display()));
     let dir = tempfile::tempdir().unwrap();
+    let recipe = GuestRecipe::from_workspace(&workspace_root()).unwrap();
     let initramfs = dir.path().join("initramfs.cpio");
-    image::Initramfs::new(&agent).boot_modules(&image::vm_boot_modules(&kernel)).write(&initramfs).unwrap();
-    Fixture { kernel, agent, initramfs, boot_image, dir }
+    let boot_modules = image::guest_modules(&kernel, &recipe).unwrap();
+    image::Initramfs::new(&agent).boot_modules(&boot_modules).write(&initramfs).unwrap();
+    Fixture { kernel, agent, initramfs, boot_image, recipe, dir }
 }
 
 impl Fixture {
+    /// An initramfs with the guest's own modules for `recipe` (e.g. a variant of the
+    /// checkout's) and the given modules under test.
+    pub fn initramfs_for(&self, recipe: &GuestRecipe, modules: &[PathBuf], name: &str) -> PathBuf {
+        let out = self.dir.path().join(name);
+        let boot = image::guest_modules(&self.kernel, recipe).unwrap();
+        image::Initramfs::new(&self.agent).modules(modules).boot_modules(&boot).write(&out).unwrap();
+        out
+    }
+
     pub fn config(&self, name: &str) -> VmConfig {
-        let mut cfg = VmConfig::new(&self.boot_image, &self.initramfs, &self.dir.path().join(name));
+        let mut cfg = VmConfig::new(&self.boot_image, &self.initramfs, &self.dir.path().join(name), &self.recipe);
         cfg.accel = Accel::Tcg;
         cfg.boot_timeout = Duration::from_secs(90);
         cfg
