@@ -325,6 +325,13 @@ impl AgentClient {
         }
     }
 
+    /// Number the next requests from `id + 1`. A guest restored from a saved state may still
+    /// answer requests its saved self had queued; a fresh range of ids keeps those answers
+    /// from ever matching a new request.
+    pub fn start_ids_after(&mut self, id: u64) {
+        self.next_id = self.next_id.max(id);
+    }
+
     /// Whether a request timed out or the channel broke (no request is sent any more).
     pub fn is_lost(&self) -> bool {
         self.lost.is_some()

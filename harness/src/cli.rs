@@ -132,6 +132,10 @@ pub struct ConformanceArgs {
     /// Where snapshots are stored [default: <workspace>/suites/snapshots].
     #[arg(long, value_name = "DIR")]
     pub snapshot_dir: Option<PathBuf>,
+    /// Every case boots its own guest, instead of starting from one booted guest saved once
+    /// per kernel and restored for each case (the default; the report says which was used).
+    #[arg(long)]
+    pub fresh_boot: bool,
     /// Cases run in this many guests at once (a case marked `exclusive` runs alone).
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
@@ -313,6 +317,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         }
         Ok(RunConfig {
             jobs: a.jobs,
+            fresh_boot: a.fresh_boot,
             kernels,
             suites,
             out: a.out.clone(),

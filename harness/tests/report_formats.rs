@@ -105,6 +105,7 @@ fn a_kernel_that_never_resolved_is_still_valid_junit_and_kcidb() {
         kernel: KernelInfo { spec: "debian:6.1.0-99-amd64".into(), release: None, version: None, config: None },
         accel: "auto".into(),
         accel_note: None,
+        guest_start: "boot".into(),
         version_notes: Vec::new(),
         cases: vec![CaseOutcome::new("lifecycle", "remove-while-enabled", vec!["RM1".into()])
             .errored("kernel debian:6.1.0-99-amd64: no such package")],

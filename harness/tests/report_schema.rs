@@ -28,6 +28,7 @@ fn minimal() -> Report {
         kernel: KernelInfo { spec: "6.1".into(), release: None, version: None, config: None },
         accel: "auto".into(),
         accel_note: None,
+        guest_start: "boot".into(),
         version_notes: Vec::new(),
         cases: vec![c],
     }])

@@ -42,6 +42,7 @@ mod tests {
             },
             accel: "tcg".into(),
             accel_note: Some("auto: /dev/kvm unusable".into()),
+            guest_start: "boot".into(),
             version_notes: Vec::new(),
             cases: vec![c],
         }]);

@@ -49,6 +49,7 @@ fn case(
         skip_reason: skip_reason.map(String::from),
         error: error.map(String::from),
         divergence: divergence.map(String::from),
+        guest_start_s: ran.then_some(0.21),
         logs: if ran { logs(release, suite, case) } else { BTreeMap::new() },
         steps: step_list,
         snapshots,
@@ -185,6 +186,7 @@ pub fn report() -> Report {
             },
             accel: "tcg".into(),
             accel_note: Some("auto: /dev/kvm is not usable here (open: No such file or directory)".into()),
+            guest_start: "restore".into(),
             version_notes: notes,
             cases,
         }

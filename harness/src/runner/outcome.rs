@@ -55,6 +55,10 @@ pub struct CaseOutcome {
     /// The documented contract says otherwise: what the case shows the kernel really does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub divergence: Option<String>,
+    /// Seconds from starting QEMU until the guest's agent answered: a boot, or a restore of
+    /// the saved booted guest (see the run's `guest_start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_start_s: Option<f64>,
     /// Log files of the case, relative to the output directory (`console`, `dmesg`).
     pub logs: BTreeMap<String, String>,
     #[serde(default)]
@@ -78,6 +82,7 @@ impl CaseOutcome {
             skip_reason: None,
             error: None,
             divergence: None,
+            guest_start_s: None,
             logs: BTreeMap::new(),
             steps: Vec::new(),
             snapshots: Vec::new(),
@@ -124,6 +129,9 @@ pub struct KernelRun {
     /// `kvm` or `tcg`, with why when `auto` chose.
     pub accel: String,
     pub accel_note: Option<String>,
+    /// `restore` (every case started from one booted guest saved once) or `boot` (each case
+    /// booted its own: `--fresh-boot`, or the saving failed).
+    pub guest_start: String,
     /// Where this kernel departs from SPEC.md (written against 6.1), from
     /// `suites/spec/versions.yaml`: what its per-kernel expectations rest on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -199,6 +207,7 @@ mod tests {
                 kernel: KernelInfo { spec: "debian".into(), release: None, version: None, config: None },
                 accel: "tcg".into(),
                 accel_note: None,
+                guest_start: "boot".into(),
                 version_notes: Vec::new(),
                 cases,
             }])

@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub snapshots: SnapshotSettings,
     /// Cases run in this many guests at once.
     pub jobs: usize,
+    /// Every case boots its own guest instead of starting from a saved booted one.
+    pub fresh_boot: bool,
     /// Where the JUnit and KCIDB files go (`report.json` and `report.html` go to `out`).
     pub reports: crate::report::ResultFiles,
 }
@@ -69,6 +71,8 @@ struct Prepared {
     guest: GuestRecipe,
     accel: Accel,
     accel_note: Option<String>,
+    /// The booted guest every case starts from, unless `--fresh-boot` (or saving failed).
+    saved: Option<vm::SavedState>,
 }
 
 /// Run every suite on every kernel; KTAP goes to `ktap`, progress to stderr, result files to
@@ -193,11 +197,16 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         .zip(cases)
         .zip(version_notes)
         .map(|(((kernel, p), cases), version_notes)| {
-            let (accel, accel_note) = match &p {
-                Ok(p) => (p.accel.to_string(), p.accel_note.clone()),
-                Err(_) => (cfg.accel.to_string(), None),
+            let (accel, accel_note, restored) = match &p {
+                Ok(p) => (p.accel.to_string(), p.accel_note.clone(), p.saved.is_some()),
+                Err(_) => (cfg.accel.to_string(), None, false),
             };
-            KernelRun { kernel, accel, accel_note, version_notes, cases }
+            if let Ok(Prepared { saved: Some(s), .. }) = &p {
+                // 80-odd MB per kernel: not a result, only what the cases started from.
+                let _ = std::fs::remove_file(&s.state);
+            }
+            let guest_start = if restored { "restore" } else { "boot" }.to_string();
+            KernelRun { kernel, accel, accel_note, guest_start, version_notes, cases }
         })
         .collect();
     let mut report = Report::new(runs);
@@ -382,7 +391,37 @@ fn prepare(
     let (accel, note) = vm::probe_accel(cfg.accel, &probe, &cfg.cache, progress)
         .map_err(|e| format!("choosing an accelerator: {}", chain(&e)))?;
     progress.note(format!("accelerator: {accel} ({:.1}s)", t.elapsed().as_secs_f64()));
-    Ok(Prepared { kernel, boot_kernel, initramfs, guest: guest.clone(), accel, accel_note: Some(note) })
+    let saved = if cfg.fresh_boot {
+        None
+    } else {
+        let t = Instant::now();
+        let base = VmConfig {
+            accel,
+            ..VmConfig::new(
+                &boot_kernel,
+                &initramfs,
+                &cfg.out.join("logs").join(&kernel.release).join("saved-guest"),
+                guest,
+            )
+        };
+        match save_booted_guest(&base, &cfg.out.join("images").join(format!("{}.vmstate", kernel.release))) {
+            Ok(s) => {
+                progress.note(format!("booted guest saved; cases start from it ({:.1}s)", t.elapsed().as_secs_f64()));
+                Some(s)
+            }
+            Err(e) => {
+                progress.note(format!("could not save a booted guest, every case boots its own: {e}"));
+                None
+            }
+        }
+    };
+    Ok(Prepared { kernel, boot_kernel, initramfs, guest: guest.clone(), accel, accel_note: Some(note), saved })
+}
+
+/// Boot a guest once and save it, agent ready, for every case to start from.
+fn save_booted_guest(cfg: &VmConfig, state: &Path) -> Result<vm::SavedState, String> {
+    let vm = Vm::boot(cfg).map_err(|e| format!("the VM did not boot: {}", chain(&e)))?;
+    vm.save_state(state).map_err(|e| chain(&e))
 }
 
 /// Boot a guest, run the case's steps, keep console and kernel log, power off.
@@ -404,16 +443,22 @@ fn run_one(
         return out.errored(format!("creating {}: {e}", workdir.display()));
     }
     out.logs.insert("console".into(), rel.join("console.log").display().to_string());
-    progress.note(format!("{} › {}: booting {}", suite.name(), case.name(), p.kernel.release));
+    let how = if p.saved.is_some() { "restoring" } else { "booting" };
+    progress.note(format!("{} › {}: {how} {}", suite.name(), case.name(), p.kernel.release));
 
     let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
-    let mut vm = match Vm::boot(&cfg) {
+    let vm = match &p.saved {
+        Some(state) => Vm::restore(&cfg, state),
+        None => Vm::boot(&cfg),
+    };
+    let mut vm = match vm {
         Ok(vm) => vm,
         Err(e) => {
             out.duration_s = started.elapsed().as_secs_f64();
-            return out.errored(format!("the VM did not boot: {}", chain(&e)));
+            return out.errored(format!("the VM did not start: {}", chain(&e)));
         }
     };
+    out.guest_start_s = Some(vm.boot_time().as_secs_f64());
     let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots));
 
     // The kernel log is part of the evidence whatever the verdict (once the channel is lost
@@ -427,9 +472,8 @@ fn run_one(
             out.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
         }
     }
-    if let Err(e) = vm.shutdown() {
-        progress.note(format!("{} › {}: shutdown: {}", suite.name(), case.name(), chain(&e)));
-    }
+    // Nothing in the guest needs an orderly power-off (no disk): QEMU is told to quit.
+    vm.quit();
 
     out.steps = result.steps;
     out.snapshots = result.snapshots;

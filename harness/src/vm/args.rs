@@ -92,7 +92,13 @@ pub fn machine_args(memory_mb: u32, cpus: u32) -> Vec<OsString> {
 
 /// ttyS0: the kernel console, appended to a file the harness scans for oops/panic.
 pub fn console_args(console: &Path) -> Vec<OsString> {
-    vec!["-chardev".into(), kv("file,id=console,path=", console, ""), "-serial".into(), "chardev:console".into()]
+    // append=on: a restored guest's console.log starts with the boot console it was saved with.
+    vec![
+        "-chardev".into(),
+        kv("file,id=console,path=", console, ",append=on"),
+        "-serial".into(),
+        "chardev:console".into(),
+    ]
 }
 
 /// The agent's channel: the guest's end as the recipe says, QEMU's end a unix socket it
@@ -150,7 +156,7 @@ mod tests {
     #[test]
     fn commas_in_paths_are_escaped() {
         let v = console_args(Path::new("/tmp/a,b/console.log"));
-        assert_eq!(joined(&v), "-chardev file,id=console,path=/tmp/a,,b/console.log -serial chardev:console");
+        assert_eq!(joined(&v), "-chardev file,id=console,path=/tmp/a,,b/console.log,append=on -serial chardev:console");
     }
 
     /// The real command line: [`qemu_args`] from the checkout's `images/guest.yaml`.
@@ -173,7 +179,7 @@ mod tests {
         -machine pc
         -m 512M
         -smp 2
-        -chardev file,id=console,path=/w/console.log
+        -chardev file,id=console,path=/w/console.log,append=on
         -serial chardev:console
         -chardev socket,id=agent,path=/tmp/klp-vm-x/agent.sock,server=on,wait=off
         -device virtio-serial-pci,id=agent-serial,max_ports=2

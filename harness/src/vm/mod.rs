@@ -133,6 +133,8 @@ pub enum VmError {
     Agent(#[source] AgentError),
     #[error("KVM was requested but is not usable: {0}")]
     KvmUnavailable(String),
+    #[error("{0}")]
+    State(String),
 }
 
 impl VmError {
@@ -326,6 +328,18 @@ impl Vm {
     ///
     /// Boot the VM on the thread that will own it: QEMU gets SIGKILL when that thread exits.
     pub fn boot(cfg: &VmConfig) -> Result<Vm, VmError> {
+        Self::start(cfg, None)
+    }
+
+    /// Start QEMU from a state [`Vm::save_state`] wrote for the same configuration (kernel,
+    /// initramfs, recipe, accelerator; only `workdir` differs) and wait until its agent answers:
+    /// a guest that is already booted, in a fraction of a boot's time. The console starts with
+    /// the saved guest's boot console, so `console.log` reads as if this guest had booted.
+    pub fn restore(cfg: &VmConfig, state: &SavedState) -> Result<Vm, VmError> {
+        Self::start(cfg, Some(state))
+    }
+
+    fn start(cfg: &VmConfig, restore: Option<&SavedState>) -> Result<Vm, VmError> {
         if cfg.accel == Accel::Auto {
             return Err(VmError::Config("Accel::Auto must be resolved with probe_accel before booting".into()));
         }
@@ -346,6 +360,11 @@ impl Vm {
         let console = cfg.workdir.join("console.log");
         let qemu_log = cfg.workdir.join("qemu.log");
         let _ = std::fs::remove_file(&console);
+        if let Some(state) = restore {
+            // QEMU appends to it (`append=on`).
+            std::fs::copy(&state.console, &console)
+                .map_err(|e| VmError::io(format!("copying the saved boot console {}", state.console.display()), e))?;
+        }
         // Unix socket paths must fit sun_path (108 bytes): a short directory under /tmp.
         let sockets = tempfile::Builder::new()
             .prefix("klp-vm-")
@@ -360,6 +379,11 @@ impl Vm {
         let log2 = log.try_clone().map_err(|e| VmError::io("dup of qemu.log", e))?;
         let mut cmd = Command::new(&qemu);
         cmd.args(qemu_args(cfg, &paths)).stdin(Stdio::null()).stdout(log).stderr(log2).process_group(0);
+        if restore.is_some() {
+            // The state comes in over QMP once QEMU is up (`migrate-incoming`), not from argv:
+            // the file's path then needs no quoting for QEMU's option parser.
+            cmd.args(["-incoming", "defer"]);
+        }
         let parent = std::process::id() as i32;
         // SAFETY: the hook only makes async-signal-safe calls (see die_with_parent).
         unsafe { cmd.pre_exec(move || reaper::die_with_parent(parent)) };
@@ -387,8 +411,16 @@ impl Vm {
         let qmp = qmp::QmpConn::handshake(qmp_stream)
             .map_err(|source| exited_error(&monitor).unwrap_or(VmError::Qmp { what: "handshake".into(), source }))?;
         lock(&monitor).qmp = Some(qmp);
+        if let Some(state) = restore {
+            load_state(&monitor, state, started + cfg.boot_timeout)?;
+        }
 
         let mut agent = AgentClient::new(agent_stream).map_err(|e| VmError::io("configuring the agent socket", e))?;
+        if restore.is_some() {
+            // Ids the saved guest never saw: nothing it had queued can answer a new request.
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            agent.start_ids_after(1 << 40 | (nanos as u64 & 0xff_ffff_ffff));
+        }
         agent.set_watchdog(Box::new(VmWatch(monitor.clone())));
         let hello = agent.handshake(started + cfg.boot_timeout).map_err(|e| match e {
             AgentError::GuestDied { gone, .. } => VmError::BootFailed { after: started.elapsed(), gone },
@@ -398,6 +430,48 @@ impl Vm {
             other => exited_error(&monitor).unwrap_or(VmError::Agent(other)),
         })?;
         Ok(Vm { agent, monitor, console, accel: cfg.accel, boot_time: started.elapsed(), hello, pid })
+    }
+
+    /// Stop the guest and write its whole state to `path` (QMP `migrate` to a file), then end
+    /// QEMU. Every [`Vm::restore`] of the result starts where this guest stopped: booted, its
+    /// agent idle and answering. The file is written under a temporary name and renamed, so it
+    /// is either complete or absent; the boot console is kept beside it.
+    pub fn save_state(mut self, path: &Path) -> Result<SavedState, VmError> {
+        // One more round trip first: once its answer is in, the agent has read and answered
+        // every earlier request (it serves them in order), so no request sits in the saved
+        // guest's input waiting to be answered after every restore.
+        self.agent.hello().map_err(VmError::Agent)?;
+        let partial = path.with_extension("partial");
+        let console = path.with_extension("console.log");
+        let _ = std::fs::remove_file(&partial);
+        {
+            let mut m = lock(&self.monitor);
+            let q = m.qmp.as_mut().ok_or_else(|| VmError::Qmp {
+                what: "saving the VM: QMP connection is closed".into(),
+                source: std::io::ErrorKind::NotConnected.into(),
+            })?;
+            let qmp_err = |what: &str| {
+                let what = format!("saving the VM: {what}");
+                move |source| VmError::Qmp { what, source }
+            };
+            q.stop().map_err(qmp_err("stop"))?;
+            q.migrate(&format!("exec:cat > {}", shell_quote(&partial))).map_err(qmp_err("migrate"))?;
+        }
+        wait_migration(&self.monitor, "saving the VM", Instant::now() + Duration::from_secs(120))?;
+        self.console_text();
+        std::fs::copy(&self.console, &console)
+            .map_err(|e| VmError::io(format!("keeping the boot console as {}", console.display()), e))?;
+        std::fs::rename(&partial, path).map_err(|e| VmError::io(format!("renaming {}", partial.display()), e))?;
+        {
+            let mut m = lock(&self.monitor);
+            if let Some(q) = m.qmp.as_mut() {
+                let _ = q.quit();
+            }
+            if m.wait_exit(Duration::from_secs(5)).is_none() {
+                m.kill();
+            }
+        }
+        Ok(SavedState { state: path.to_path_buf(), console })
     }
 
     /// The agent client; its calls fail fast if the guest dies.
@@ -474,6 +548,18 @@ impl Vm {
         self.pid
     }
 
+    /// End the VM at once: QMP `quit` (SIGKILL if QEMU does not go within 5 s). For guests
+    /// whose state does not matter any more; [`Vm::shutdown`] lets the guest power off.
+    pub fn quit(self) {
+        let mut m = lock(&self.monitor);
+        if let Some(q) = m.qmp.as_mut() {
+            let _ = q.quit();
+        }
+        if m.wait_exit(Duration::from_secs(5)).is_none() {
+            m.kill();
+        }
+    }
+
     /// End the VM: ask the agent to power off and wait for QEMU to exit; if the guest is dead
     /// or does not go within 20 s, QMP `quit`; if QEMU still runs 5 s later, SIGKILL.
     pub fn shutdown(mut self) -> Result<Shutdown, VmError> {
@@ -498,6 +584,68 @@ impl Drop for Vm {
     fn drop(&mut self) {
         lock(&self.monitor).kill();
     }
+}
+
+/// A booted guest's saved state ([`Vm::save_state`]) and its boot console.
+#[derive(Debug, Clone)]
+pub struct SavedState {
+    pub state: PathBuf,
+    pub console: PathBuf,
+}
+
+/// `'…'` for `sh`, which runs QEMU's `exec:` migration commands.
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// Poll `query-migrate` until the migration completed; `failed` or QEMU exiting is an error.
+fn wait_migration(monitor: &Mutex<Monitor>, what: &str, deadline: Instant) -> Result<(), VmError> {
+    loop {
+        let status = {
+            let mut m = lock(monitor);
+            if let Some(st) = m.try_exit() {
+                return Err(VmError::QemuExited {
+                    status: st.to_string(),
+                    stderr: m.qemu_log_tail(),
+                    console_tail: m.console_tail(),
+                });
+            }
+            let q = m.qmp.as_mut().ok_or_else(|| VmError::Qmp {
+                what: format!("{what}: QMP connection is closed"),
+                source: std::io::ErrorKind::NotConnected.into(),
+            })?;
+            q.migration_status().map_err(|source| VmError::Qmp { what: format!("{what}: query-migrate"), source })?
+        };
+        match status.0.as_str() {
+            "completed" => return Ok(()),
+            "failed" | "cancelled" => {
+                let tail = lock(monitor).qemu_log_tail();
+                return Err(VmError::State(format!(
+                    "{what}: migration {}{}; QEMU said:\n{tail}",
+                    status.0,
+                    status.1.map(|e| format!(": {e}")).unwrap_or_default()
+                )));
+            }
+            _ if Instant::now() >= deadline => {
+                return Err(VmError::State(format!("{what}: the migration did not complete in time ({})", status.0)))
+            }
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Feed a saved state into a QEMU started with `-incoming defer`, then let it run.
+fn load_state(monitor: &Mutex<Monitor>, state: &SavedState, deadline: Instant) -> Result<(), VmError> {
+    {
+        let mut m = lock(monitor);
+        let q = m.qmp.as_mut().expect("QMP is connected before the state is loaded");
+        q.migrate_incoming(&format!("exec:cat {}", shell_quote(&state.state)))
+            .map_err(|source| VmError::Qmp { what: "restoring the VM: migrate-incoming".into(), source })?;
+    }
+    wait_migration(monitor, "restoring the VM", deadline)?;
+    let mut m = lock(monitor);
+    let q = m.qmp.as_mut().expect("QMP is connected");
+    q.cont().map_err(|source| VmError::Qmp { what: "restoring the VM: cont".into(), source })
 }
 
 /// If QEMU has exited, the error that says so (with its log and the console tail).

@@ -128,6 +128,35 @@ impl QmpConn {
         self.qmp.execute(&qmp::stop {}).map(drop).map_err(std::io::Error::from)
     }
 
+    /// `cont`: the vCPUs run again (after `stop`, or after an incoming migration).
+    pub fn cont(&mut self) -> Result<(), std::io::Error> {
+        self.qmp.execute(&qmp::cont {}).map(drop).map_err(std::io::Error::from)
+    }
+
+    /// `migrate` to `uri` (e.g. `exec:cat > FILE`): the VM's whole state goes there.
+    pub fn migrate(&mut self, uri: &str) -> Result<(), std::io::Error> {
+        let cmd = qmp::migrate { uri: Some(uri.into()), channels: None, detach: None, resume: None };
+        self.qmp.execute(&cmd).map(drop).map_err(std::io::Error::from)
+    }
+
+    /// `migrate-incoming` from `uri` (QEMU started with `-incoming defer`).
+    pub fn migrate_incoming(&mut self, uri: &str) -> Result<(), std::io::Error> {
+        let cmd = qmp::migrate_incoming { uri: Some(uri.into()), channels: None, exit_on_error: None };
+        self.qmp.execute(&cmd).map(drop).map_err(std::io::Error::from)
+    }
+
+    /// `query-migrate`'s status (`active`, `completed`, `failed`, …; `none` before any) and its
+    /// error description when it failed.
+    pub fn migration_status(&mut self) -> Result<(String, Option<String>), std::io::Error> {
+        let info = self.qmp.execute(&qmp::query_migrate {}).map_err(std::io::Error::from)?;
+        let status = info
+            .status
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_else(|| "none".into());
+        Ok((status, info.error_desc))
+    }
+
     /// `quit`: QEMU exits at once (the guest gets no say).
     pub fn quit(&mut self) -> Result<(), std::io::Error> {
         match self.qmp.execute(&qmp::quit {}) {
