@@ -211,3 +211,97 @@ mod tests {
         assert!(Stats::of(&[]).is_none());
     }
 }
+
+/// One way of running the same cases, for [`SuiteBench`].
+#[derive(Debug, Clone)]
+pub struct SuiteVariant {
+    pub label: String,
+    pub jobs: usize,
+    pub fresh_boot: bool,
+}
+
+/// The three ways `bench suite` compares: the baseline first.
+pub fn suite_variants(jobs: usize) -> Vec<SuiteVariant> {
+    vec![
+        SuiteVariant { label: "--jobs 1 --fresh-boot".into(), jobs: 1, fresh_boot: true },
+        SuiteVariant { label: format!("--jobs {jobs} --fresh-boot"), jobs, fresh_boot: true },
+        SuiteVariant { label: format!("--jobs {jobs} (restored guests)"), jobs, fresh_boot: false },
+    ]
+}
+
+/// Walls and per-case guest start times of each variant, over the rounds.
+#[derive(Debug)]
+pub struct SuiteBench {
+    variants: Vec<SuiteVariant>,
+    walls: Vec<Vec<Duration>>,
+    starts: Vec<Vec<Duration>>,
+    /// Case id → status, per variant (the variants must agree).
+    verdicts: Vec<Vec<(String, String)>>,
+    summaries: Vec<String>,
+}
+
+impl SuiteBench {
+    pub fn new(variants: &[SuiteVariant]) -> Self {
+        let n = variants.len();
+        Self {
+            variants: variants.to_vec(),
+            walls: vec![Vec::new(); n],
+            starts: vec![Vec::new(); n],
+            verdicts: vec![Vec::new(); n],
+            summaries: vec![String::new(); n],
+        }
+    }
+
+    pub fn add(&mut self, variant: usize, wall: Duration, report: &crate::runner::Report) {
+        self.walls[variant].push(wall);
+        let cases = report.runs.iter().flat_map(|r| r.cases.iter().map(move |c| (r, c)));
+        let mut verdicts = Vec::new();
+        for (run, c) in cases {
+            if let Some(s) = c.guest_start_s {
+                self.starts[variant].push(Duration::from_secs_f64(s));
+            }
+            verdicts.push((
+                format!("{}@{}", c.id, run.kernel.release.as_deref().unwrap_or("?")),
+                format!("{:?}", c.status),
+            ));
+        }
+        self.verdicts[variant] = verdicts;
+        let s = &report.summary;
+        self.summaries[variant] = format!("{}/{}/{}/{}", s.pass, s.fail, s.skip, s.error);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "variant                          wall median (MAD)     guest start median (MAD)   pass/fail/skip/error\n",
+        );
+        let wall = |i: usize| Stats::of(&self.walls[i]);
+        for (i, v) in self.variants.iter().enumerate() {
+            let w = wall(i).map(|s| format!("{:8.1} s ({:.1})", s.median_s, s.mad_s)).unwrap_or_else(|| "-".into());
+            let g = Stats::of(&self.starts[i])
+                .map(|s| format!("{:6.2} s ({:.2}) n={}", s.median_s, s.mad_s, s.n))
+                .unwrap_or_else(|| "-".into());
+            out.push_str(&format!("{:<32} {:<21} {:<26} {}\n", v.label, w, g, self.summaries[i]));
+        }
+        if let (Some(base), true) = (wall(0), self.variants.len() > 1) {
+            for i in 1..self.variants.len() {
+                if let Some(w) = wall(i) {
+                    out.push_str(&format!(
+                        "ratio {} / {}: {:.3} ({:.1}x faster)\n",
+                        self.variants[i].label,
+                        self.variants[0].label,
+                        w.median_s / base.median_s,
+                        base.median_s / w.median_s
+                    ));
+                }
+            }
+        }
+        let differ: Vec<&(String, String)> =
+            self.verdicts.iter().skip(1).flat_map(|v| v.iter().filter(|x| !self.verdicts[0].contains(x))).collect();
+        if differ.is_empty() {
+            out.push_str("every variant gave the same verdict for every case\n");
+        } else {
+            out.push_str(&format!("VERDICTS DIFFER between variants: {differ:?}\n"));
+        }
+        out
+    }
+}

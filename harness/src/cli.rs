@@ -100,6 +100,26 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "tcg")]
         accel: Accel,
     },
+    /// Wall time of the same cases run three ways, interleaved: one guest at a time each
+    /// booting its own (`--jobs 1 --fresh-boot`), parallel guests each booting their own, and
+    /// the default (parallel guests restored from one saved booted guest); the ratio, and the
+    /// per-case boot-or-restore time.
+    Suite {
+        #[arg(long = "kernel", value_name = "SPEC")]
+        kernels: Vec<String>,
+        #[arg(long = "suite", value_name = "NAME|PATH")]
+        suites: Vec<String>,
+        /// Guests at once for the parallel variants.
+        #[arg(long, short = 'j', default_value_t = DEFAULT_JOBS)]
+        jobs: usize,
+        /// How many times each variant runs (interleaved).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: Accel,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +275,9 @@ pub fn execute(cmd: Command) -> i32 {
             print!("{}", bench.render(&format!("{} under {accel}", k.release)));
             Ok(())
         }),
+        Command::Bench(BenchCommand::Suite { kernels, suites, jobs, rounds, accel, common }) => {
+            report_result(bench_suite(&kernels, &suites, jobs, rounds, accel, &common, &progress))
+        }
         Command::Snapshots(SnapshotsCommand::Diff { kernels, snapshot_dir, common }) => {
             let dir = snapshot_dir.clone().unwrap_or_else(|| common.workspace.join("suites/snapshots"));
             snapshots_diff(&kernels, &dir, &common)
@@ -358,6 +381,57 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             EXIT_HARNESS
         }
     }
+}
+
+fn bench_suite(
+    kernels: &[String],
+    suites: &[String],
+    jobs: usize,
+    rounds: usize,
+    accel: Accel,
+    common: &CommonArgs,
+    progress: &Progress,
+) -> Result<(), String> {
+    if jobs == 0 || rounds == 0 {
+        return Err("--jobs and --rounds must be at least 1".into());
+    }
+    let kernels = common.kernel_specs(kernels)?;
+    let suites =
+        crate::suite::resolve_suite_args(suites, &common.workspace.join("suites")).map_err(|e| e.to_string())?;
+    let scratch = tempfile::Builder::new().prefix("klp-bench-suite-").tempdir().map_err(|e| e.to_string())?;
+    let config = |jobs: usize, fresh_boot: bool, out: PathBuf| RunConfig {
+        kernels: kernels.clone(),
+        suites: suites.clone(),
+        out,
+        accel,
+        cache: common.cache(),
+        workspace: common.workspace.clone(),
+        reports: crate::report::ResultFiles::default(),
+        snapshots: SnapshotSettings {
+            dir: common.workspace.join("suites/snapshots"),
+            mode: SnapshotMode::Check,
+            require: false,
+            write_pending: false,
+        },
+        jobs,
+        fresh_boot,
+    };
+    let variants = crate::bench::suite_variants(jobs);
+    let quiet = Progress::quiet();
+    let mut results = crate::bench::SuiteBench::new(&variants);
+    for round in 0..rounds {
+        for (i, v) in variants.iter().enumerate() {
+            progress.note(format!("round {}/{rounds}: {}", round + 1, v.label));
+            let cfg = config(v.jobs, v.fresh_boot, scratch.path().join(format!("{i}-{round}")));
+            let started = std::time::Instant::now();
+            let report = runner::run(&cfg, std::io::sink(), &quiet).map_err(|e| e.to_string())?;
+            let wall = started.elapsed();
+            progress.note(format!("  {:.1} s: {:?}", wall.as_secs_f64(), report.summary));
+            results.add(i, wall, &report);
+        }
+    }
+    print!("{}", results.render());
+    Ok(())
 }
 
 fn snapshots_diff(kernels: &[String], dir: &std::path::Path, common: &CommonArgs) -> i32 {
