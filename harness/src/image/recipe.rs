@@ -47,6 +47,25 @@ pub struct ChannelRecipe {
     pub modules: Vec<GuestModule>,
 }
 
+/// How TCG runs the guest's vCPUs (`-accel tcg,thread=…`); KVM ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcgThreads {
+    /// One host thread runs every vCPU in turn.
+    Single,
+    /// One host thread per vCPU.
+    Multi,
+}
+
+impl TcgThreads {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Multi => "multi",
+        }
+    }
+}
+
 /// The tty the `isa-serial` channel is in the guest (QEMU's `isa-serial,index=1`).
 pub const ISA_SERIAL_TTY: &str = "ttyS1";
 
@@ -76,6 +95,7 @@ pub struct GuestRecipe {
     pub source: PathBuf,
     pub memory_mb: u32,
     pub cpus: u32,
+    pub tcg_threads: TcgThreads,
     pub channel: ChannelRecipe,
     pub cmdline: Vec<CmdlineToken>,
     /// Modules needed whatever the channel (pvpanic), loaded after the channel's.
@@ -158,6 +178,7 @@ struct RecipeFile {
 struct MachineFile {
     memory_mb: Spanned<u32>,
     cpus: Spanned<u32>,
+    tcg_threads: Spanned<TcgThreads>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,6 +307,7 @@ impl RecipeFile {
             source: path.to_path_buf(),
             memory_mb: self.machine.memory_mb.value,
             cpus: self.machine.cpus.value,
+            tcg_threads: self.machine.tcg_threads.value,
             channel: ChannelRecipe {
                 kind: self.channel.kind.value,
                 port: self.channel.port.map(|p| p.value),
@@ -333,7 +355,7 @@ mod tests {
 
     const GOOD: &str = "\
 version: 1
-machine: {memory_mb: 256, cpus: 1}
+machine: {memory_mb: 256, cpus: 1, tcg_threads: single}
 channel:
   kind: virtio-serial
   port: p.0
@@ -357,7 +379,8 @@ modules:
     #[rstest]
     #[case::unknown_top("version: 1\n", "version: 1\ncpu: 2\n", 2, "unknown field `cpu`")]
     #[case::unknown_machine_key("memory_mb: 256", "memory: 256", 2, "unknown field `memory`")]
-    #[case::wrong_type("cpus: 1}", "cpus: [1]}", 2, "cpus")]
+    #[case::wrong_type("cpus: 1,", "cpus: [1],", 2, "cpus")]
+    #[case::unknown_threads("tcg_threads: single", "tcg_threads: many", 2, "unknown variant `many`")]
     #[case::tiny_machine("memory_mb: 256", "memory_mb: 16", 2, "not a machine")]
     #[case::unknown_kind("kind: virtio-serial", "kind: usb", 4, "unknown variant `usb`")]
     #[case::no_port("  port: p.0\n", "", 4, "needs `port")]

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::{Accel, VmConfig};
-use crate::image::recipe::{ChannelKind, ChannelRecipe};
+use crate::image::recipe::{ChannelKind, ChannelRecipe, TcgThreads};
 
 /// Where a VM's files and sockets are.
 #[derive(Debug, Clone)]
@@ -54,19 +54,19 @@ pub fn base_args() -> Vec<OsString> {
     ])
 }
 
-pub fn accel_args(accel: Accel) -> Vec<OsString> {
+pub fn accel_args(accel: Accel, threads: TcgThreads) -> Vec<OsString> {
     match accel {
         // The host CPU's features; only KVM can pass them through.
         Accel::Kvm => os(&["-accel", "kvm", "-cpu", "host"]),
-        // One host thread per vCPU (the default for x86 on x86 hosts, said explicitly).
-        Accel::Tcg | Accel::Auto => os(&["-accel", "tcg,thread=multi"]),
+        // Why single or multi: images/guest.yaml.
+        Accel::Tcg | Accel::Auto => vec!["-accel".into(), format!("tcg,thread={}", threads.as_str()).into()],
     }
 }
 
 /// The full QEMU command line for `cfg`.
 pub fn qemu_args(cfg: &VmConfig, paths: &QemuPaths) -> Vec<OsString> {
     let mut v = base_args();
-    v.extend(accel_args(cfg.accel));
+    v.extend(accel_args(cfg.accel, cfg.guest.tcg_threads));
     v.extend(machine_args(cfg.guest.memory_mb, cfg.guest.cpus));
     v.extend(console_args(paths.console));
     v.extend(channel_args(&cfg.guest.channel, paths.agent_socket));
@@ -175,7 +175,7 @@ mod tests {
         -no-user-config
         -display none
         -no-reboot
-        -accel tcg,thread=multi
+        -accel tcg,thread=single
         -machine pc
         -m 512M
         -smp 2
