@@ -15,7 +15,9 @@
 //! a scratch dir and renamed into place, so it is either complete or absent.
 
 pub mod bindings;
+pub mod codegen;
 pub mod kbuild;
+pub mod kconfig;
 pub mod layout_check;
 pub mod toolchain;
 
