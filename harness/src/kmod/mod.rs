@@ -15,11 +15,13 @@
 //! a scratch dir and renamed into place, so it is either complete or absent.
 
 pub mod bindings;
+pub mod buildenv;
 pub mod codegen;
 pub mod kbuild;
 pub mod kconfig;
 pub mod layout_check;
 pub mod toolchain;
+pub mod toolroot;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,9 @@ pub struct ModuleSet {
 pub enum KmodError {
     #[error(transparent)]
     Tool(#[from] ToolError),
+    /// Reading klp-conform's apt lists (for a toolchain root's package set).
+    #[error(transparent)]
+    Apt(#[from] crate::kernel::KernelError),
     /// `hint` says how to get them: a package to install, or a command to run in a tree.
     #[error("the headers of kernel {release} are missing ({dir} has no Makefile); {hint}")]
     MissingHeaders { release: String, dir: PathBuf, hint: String },
