@@ -55,6 +55,12 @@ pub struct ModuleSet {
     pub dir: PathBuf,
     /// Module name (= sysfs patch name = variant file stem) → `.ko`.
     pub modules: BTreeMap<String, PathBuf>,
+    /// Where kbuild and objtool ran (`host gcc-12`, `root bullseye (…) gcc-10`).
+    pub toolchain: String,
+    /// The code generation they were built with.
+    pub codegen: codegen::Codegen,
+    /// Warnings of objtool, modpost and the compiler during the build (none expected).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +299,14 @@ fn read_entry(dir: &Path, release: &str) -> Option<ModuleSet> {
     if m.release != release || modules.is_empty() || !modules.values().all(|p| p.is_file()) {
         return None;
     }
-    Some(ModuleSet { release: m.release, dir: dir.to_path_buf(), modules })
+    Some(ModuleSet {
+        release: m.release,
+        dir: dir.to_path_buf(),
+        modules,
+        toolchain: m.toolchain,
+        codegen: m.codegen,
+        warnings: m.warnings,
+    })
 }
 
 /// Build every reference module variant for `kernel`. `source_root` is the repo's
@@ -339,10 +352,11 @@ pub fn build_all(
     let entry = release_dir.join(&key[..16]);
     let cached = |set: ModuleSet| {
         progress.note(format!(
-            "kmod: {} module(s) for {} cached in {}",
+            "kmod: {} module(s) for {} cached in {} (C side built with {})",
             set.modules.len(),
             kernel.release,
-            entry.display()
+            entry.display(),
+            set.toolchain
         ));
         Ok(set)
     };
