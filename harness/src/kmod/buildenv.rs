@@ -36,7 +36,7 @@ const KBUILD_BINARIES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub enum Place {
     Host,
-    Root(Root),
+    Root(Box<Root>),
 }
 
 /// The build environment chosen for one kernel.
@@ -159,11 +159,16 @@ pub fn host_glibc() -> Option<(u32, u32)> {
 }
 
 /// Directories the host's dynamic loader searches (Debian amd64).
-const LIB_DIRS: &[&str] = &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
+const LIB_DIRS: &[&str] =
+    &["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
 
 /// Why the host cannot run the kernel's kbuild binaries (empty: it can): one line per need,
 /// naming the binaries that have it.
-pub fn kbuild_problems(headers_dir: &Path, host_glibc: Option<(u32, u32)>, lib_exists: impl Fn(&str) -> bool) -> Vec<String> {
+pub fn kbuild_problems(
+    headers_dir: &Path,
+    host_glibc: Option<(u32, u32)>,
+    lib_exists: impl Fn(&str) -> bool,
+) -> Vec<String> {
     // need → binaries that have it, in a stable order.
     let mut needs: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
     for rel in KBUILD_BINARIES {
@@ -173,9 +178,11 @@ pub fn kbuild_problems(headers_dir: &Path, host_glibc: Option<(u32, u32)>, lib_e
         if let (Some(dir), Some(base)) = (main.parent(), main.file_name()) {
             if let Ok(rd) = std::fs::read_dir(dir) {
                 let prefix = format!("{}.real-", base.to_string_lossy());
-                candidates.extend(rd.flatten().map(|e| e.path()).filter(|p| {
-                    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                }));
+                candidates.extend(
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))),
+                );
             }
         }
         candidates.sort();
@@ -204,7 +211,8 @@ fn host_lib_exists(lib: &str) -> bool {
 }
 
 fn cc_version(c: &mut Command) -> Result<String, KmodError> {
-    let out = run_capture(c.arg("--version")).map_err(|e| KmodError::tool("asking the kernel's compiler its version", e))?;
+    let out =
+        run_capture(c.arg("--version")).map_err(|e| KmodError::tool("asking the kernel's compiler its version", e))?;
     Ok(out.lines().next().unwrap_or_default().trim().to_string())
 }
 
@@ -273,8 +281,8 @@ fn host_has_build_depends(kernel: &Kernel, cc: &str, cache: &Path, progress: &Pr
         if *pkg == cc_package(cc) || pkg == "make" {
             continue;
         }
-        let status = run_capture(Command::new("dpkg-query").args(["-W", "-f", "${db:Status-Status}", pkg]))
-            .unwrap_or_default();
+        let status =
+            run_capture(Command::new("dpkg-query").args(["-W", "-f", "${db:Status-Status}", pkg])).unwrap_or_default();
         if status.trim() != "installed" {
             return Err(KmodError::Tool(ToolError::Missing {
                 tool: pkg.clone(),
@@ -312,7 +320,7 @@ pub fn materialize(
             let spec = toolroot::spec_for(kernel, cache, progress)?;
             let root = toolroot::ensure(&spec, cache, progress)?;
             let mut env = BuildEnv {
-                place: Place::Root(root),
+                place: Place::Root(Box::new(root)),
                 cc: cc.clone(),
                 cc_version: String::new(),
                 why: why.clone(),

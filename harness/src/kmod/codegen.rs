@@ -184,7 +184,8 @@ impl Codegen {
 mod tests {
     use super::*;
 
-    const DEBIAN_5_10: &str = "CONFIG_X86_64=y\nCONFIG_RETPOLINE=y\nCONFIG_RETHUNK=y\nCONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y\n";
+    const DEBIAN_5_10: &str =
+        "CONFIG_X86_64=y\nCONFIG_RETPOLINE=y\nCONFIG_RETHUNK=y\nCONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y\n";
     const DEBIAN_6_1: &str = "CONFIG_X86_64=y\nCONFIG_RETPOLINE=y\nCONFIG_RETHUNK=y\nCONFIG_SLS=y\n";
     const DEBIAN_6_12: &str = "CONFIG_X86_64=y\nCONFIG_X86_KERNEL_IBT=y\nCONFIG_FUNCTION_PADDING_BYTES=16\n\
         CONFIG_CALL_PADDING=y\nCONFIG_CALL_THUNKS=y\nCONFIG_MITIGATION_RETPOLINE=y\nCONFIG_MITIGATION_RETHUNK=y\n\
@@ -201,7 +202,10 @@ mod tests {
         assert_eq!(c.target_features.len(), 3);
         assert!(c.rustc_flags.contains(&"-Zfunction-return=thunk-extern".into()));
         assert!(!c.rustc_flags.iter().any(|f| f.contains("cs-prefix") || f.contains("cf-protection")));
-        assert_eq!(c.asm, AsmContract { ibt: false, padding_bytes: 0, function_alignment: 16, rethunk: true, sls: false });
+        assert_eq!(
+            c.asm,
+            AsmContract { ibt: false, padding_bytes: 0, function_alignment: 16, rethunk: true, sls: false }
+        );
     }
 
     #[test]
@@ -220,7 +224,10 @@ mod tests {
             assert!(c.rustc_flags.contains(&f.into()), "{f}: {:?}", c.rustc_flags);
         }
         assert_eq!(c.target_features.len(), 5);
-        assert_eq!(c.asm, AsmContract { ibt: true, padding_bytes: 16, function_alignment: 16, rethunk: true, sls: true });
+        assert_eq!(
+            c.asm,
+            AsmContract { ibt: true, padding_bytes: 16, function_alignment: 16, rethunk: true, sls: true }
+        );
         let old = Codegen::derive(&KConfig::parse(DEBIAN_6_12), &[], "1.92.1").unwrap();
         assert!(old.rustc_flags.contains(&"-Zno-jump-tables".into()));
     }

@@ -236,11 +236,7 @@ pub fn run_output(c: &mut Command) -> Result<(String, String), ToolError> {
 /// The warnings in kbuild's output: objtool's (`x.o: warning: objtool: …`), modpost's
 /// (`WARNING: modpost: …`), the compiler's.
 pub fn warnings(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .filter(|l| l.contains("warning:") || l.contains("WARNING:"))
-        .map(|l| l.trim().to_string())
-        .collect()
+    output.lines().filter(|l| l.contains("warning:") || l.contains("WARNING:")).map(|l| l.trim().to_string()).collect()
 }
 
 /// Build the probe module in `dir` and read its `.probe.o.cmd`. `files` are written next to it
@@ -445,9 +441,11 @@ source_/tmp/p/probe.o := /tmp/p/probe.c
         );
         assert_eq!(objtool_command("gcc -c -o x.o x.c", "x.o"), None);
         // 7.x names the object relatively, and adds --link when kbuild runs it at link time.
-        let (_, args) =
-            objtool_command("gcc -c -o probe.o probe.c; ./tools/objtool/objtool --ibt --link --module probe.o", "probe.o")
-                .unwrap();
+        let (_, args) = objtool_command(
+            "gcc -c -o probe.o probe.c; ./tools/objtool/objtool --ibt --link --module probe.o",
+            "probe.o",
+        )
+        .unwrap();
         assert_eq!(args, ["--ibt", "--link", "--module"]);
     }
 
@@ -485,8 +483,11 @@ source_/tmp/p/probe.o := /tmp/p/probe.c
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Makefile"), "include /x/common/Makefile\n").unwrap();
         assert!(make_overrides(dir.path()).is_empty());
-        std::fs::write(dir.path().join("Makefile"), "KBUILD_OUTPUT=/usr/src/linux-headers-7.2.13+deb14-amd64\ninclude /x\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("Makefile"),
+            "KBUILD_OUTPUT=/usr/src/linux-headers-7.2.13+deb14-amd64\ninclude /x\n",
+        )
+        .unwrap();
         assert_eq!(make_overrides(dir.path()), [format!("KBUILD_OUTPUT={}", dir.path().display())]);
     }
 
@@ -507,7 +508,11 @@ source_/tmp/p/probe.o := /tmp/p/probe.c
     fn clang_flags_map_paths_of_a_toolchain_root() {
         let cmd = "gcc-10 -nostdinc -isystem /usr/lib/gcc/x86_64-linux-gnu/10/include -I./include -c -o p.o p.c";
         let flags = clang_flags(cmd, Path::new("/cache/h"), |p| {
-            if p.starts_with("/cache") { p.to_string() } else { format!("/cache/root{p}") }
+            if p.starts_with("/cache") {
+                p.to_string()
+            } else {
+                format!("/cache/root{p}")
+            }
         });
         assert_eq!(
             flags,

@@ -519,7 +519,8 @@ pub fn build_all(
     }
 
     // 5. kbuild links them with the C shims and runs modpost (vermagic, modversions).
-    progress.note(format!("kmod: kbuild (shims, layout re-check by gcc, objtool, modpost, link) with {}", env.describe()));
+    progress
+        .note(format!("kmod: kbuild (shims, layout re-check by gcc, objtool, modpost, link) with {}", env.describe()));
     let template = read("kbuild/shim.c")?;
     for v in &variants {
         let glue = match &v.glue {
@@ -546,7 +547,11 @@ pub fn build_all(
         .map_err(|e| KmodError::tool(&format!("kbuild (make modules, {})", env.describe()), e))?;
     warnings.extend(kbuild::warnings(&out));
     if !warnings.is_empty() {
-        progress.note(format!("kmod: {} warning(s) from objtool/modpost/gcc:\n  {}", warnings.len(), warnings.join("\n  ")));
+        progress.note(format!(
+            "kmod: {} warning(s) from objtool/modpost/gcc:\n  {}",
+            warnings.len(),
+            warnings.join("\n  ")
+        ));
     }
 
     // 5. The cache entry: the .ko files, the manifest, and what was generated (for debugging).

@@ -134,21 +134,16 @@ pub fn core_for(
 ) -> Result<Sysroot, KmodError> {
     let builtins =
         std::fs::read(builtins_src).map_err(|e| KmodError::io(format!("reading {}", builtins_src.display()), e))?;
-    let mut parts: Vec<&[u8]> = vec![
-        tc.version_text.as_bytes(),
-        tc.library.as_os_str().as_encoded_bytes(),
-        target_json.as_bytes(),
-        &builtins,
-    ];
+    let mut parts: Vec<&[u8]> =
+        vec![tc.version_text.as_bytes(), tc.library.as_os_str().as_encoded_bytes(), target_json.as_bytes(), &builtins];
     parts.extend(flags.iter().map(|f| f.as_bytes()));
     let key = super::hash_parts(&parts);
     let root = cache.join("rust-core");
     let name = format!("{}-{}", tc.release, &key[..16]);
     let dir = root.join(&name);
     let sysroot = |dir: &Path| Sysroot { dir: dir.to_path_buf(), target_json: dir.join(TARGET_FILE) };
-    let complete = |dir: &Path| {
-        ["libcore.rlib", "libcompiler_builtins.rlib", TARGET_FILE].iter().all(|f| dir.join(f).is_file())
-    };
+    let complete =
+        |dir: &Path| ["libcore.rlib", "libcompiler_builtins.rlib", TARGET_FILE].iter().all(|f| dir.join(f).is_file());
     // Entries appear by rename, complete: no lock needed to use one.
     if complete(&dir) {
         return Ok(sysroot(&dir));

@@ -200,11 +200,8 @@ pub fn spec_for(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Ro
     let release = apt::base_release(&suite).to_string();
     let mirror = std::env::var(apt::MIRROR_ENV).unwrap_or_else(|_| "http://deb.debian.org".into());
     let mirror = mirror.trim_end_matches('/');
-    let mut sources: Vec<String> = apt::sources_list(&release, mirror)
-        .lines()
-        .filter(|l| l.starts_with("deb "))
-        .map(str::to_string)
-        .collect();
+    let mut sources: Vec<String> =
+        apt::sources_list(&release, mirror).lines().filter(|l| l.starts_with("deb ")).map(str::to_string).collect();
     if suite != release {
         sources.extend(apt::sources_list(&suite, mirror).lines().filter(|l| l.starts_with("deb ")).map(str::to_string));
     }
@@ -297,13 +294,11 @@ pub fn ensure(spec: &RootSpec, cache: &Path, progress: &Progress) -> Result<Root
     };
     let mut q = partial.command(cache, Path::new("/"), "dpkg-query");
     q.args(["-W", "-f", "${Package}\t${Version}\n"]).args(&spec.packages);
-    let installed = run_capture(&mut q).map_err(|e| KmodError::tool("checking the packages of the new toolchain root", e))?;
+    let installed =
+        run_capture(&mut q).map_err(|e| KmodError::tool("checking the packages of the new toolchain root", e))?;
     let mut manifest = partial.manifest;
-    manifest.installed = installed
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(p, v)| (p.to_string(), v.to_string()))
-        .collect();
+    manifest.installed =
+        installed.lines().filter_map(|l| l.split_once('\t')).map(|(p, v)| (p.to_string(), v.to_string())).collect();
     crate::fsutil::write_atomic(
         &scratch.path().join(MANIFEST),
         serde_json::to_string_pretty(&manifest).expect("manifest serialises").as_bytes(),
