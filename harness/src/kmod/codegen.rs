@@ -50,7 +50,7 @@ pub struct AsmContract {
     pub ibt: bool,
     /// NOPs before the function symbol (CALL_PADDING → FUNCTION_PADDING_BYTES, else 0).
     pub padding_bytes: u32,
-    /// Alignment of the function entry... of its padding, as gcc aligns it (FUNCTION_ALIGNMENT,
+    /// Alignment of the start of the padding, as gcc aligns a function (FUNCTION_ALIGNMENT,
     /// else gcc's x86-64 default of 16).
     pub function_alignment: u32,
     /// Return with `jmp __x86_return_thunk` (RETHUNK) instead of `ret`.

@@ -115,7 +115,7 @@ r=$1 c=$2 d=$3; shift 3
 mkdir -p "$r$c" 2>/dev/null || true
 mount --rbind "$c" "$r$c"
 mount --rbind /dev "$r/dev"
-mount --rbind /proc "$r/proc"
+mount --rbind /proc "$r/proc" 2>/dev/null || true
 exec chroot "$r" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root LC_ALL=C.UTF-8 /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$d" "$@""#;
         let mut c = Command::new("unshare");
