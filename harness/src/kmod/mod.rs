@@ -265,9 +265,46 @@ fn sweep_stale_scratch(dir: &Path) {
     for e in rd.flatten() {
         let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
         if e.file_name().to_string_lossy().starts_with(".build-") && age.is_some_and(|a| a.as_secs() > 3600) {
-            let _ = std::fs::remove_dir_all(e.path());
+            let _ = remove_tree(&e.path());
         }
     }
+}
+
+/// The mount points at or below `dir` (from /proc/self/mountinfo; its octal escapes decoded).
+pub(crate) fn mounts_below(dir: &Path, mountinfo: &str) -> Vec<PathBuf> {
+    let unescape = |s: &str| {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && i + 3 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+    };
+    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape).filter(|m| m.starts_with(dir)).collect()
+}
+
+/// `remove_dir_all`, but never across a mount point: a toolchain root left with `/dev` or the
+/// cache bind-mounted into it (a killed mmdebstrap) must not take the host's files with it.
+pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = mounts_below(dir, &mountinfo);
+    if !mounts.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "{} has file systems mounted below it ({}); unmount them first",
+            dir.display(),
+            mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    std::fs::remove_dir_all(dir)
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -617,6 +654,23 @@ mod tests {
     fn description_is_the_first_doc_line() {
         assert_eq!(description_of("//!\n//! Does `x`.\n//! More.\n#![no_std]\n", "m"), "Does x.");
         assert_eq!(description_of("#![no_std]\n", "m"), "klp-conform reference livepatch m");
+    }
+
+    #[test]
+    fn mounts_below_a_dir_are_found() {
+        let mi = "22 1 8:1 / / rw - ext4 /dev/vda rw\n\
+                  90 22 0:5 / /c/toolchains/.build-x/root/dev rw - devtmpfs udev rw\n\
+                  91 22 0:5 / /c/with\\040space/dev rw - devtmpfs udev rw\n";
+        assert_eq!(
+            mounts_below(Path::new("/c/toolchains/.build-x"), mi),
+            [PathBuf::from("/c/toolchains/.build-x/root/dev")]
+        );
+        assert_eq!(mounts_below(Path::new("/c/with space"), mi), [PathBuf::from("/c/with space/dev")]);
+        assert!(mounts_below(Path::new("/c/modules"), mi).is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        remove_tree(&dir.path().join("a")).unwrap();
+        assert!(!dir.path().join("a").exists());
     }
 
     #[test]

@@ -157,6 +157,16 @@ fn is_kernel_package(name: &str) -> bool {
         .any(|p| name.starts_with(p))
 }
 
+/// A root being made: removed on failure, but never across a mount point (see
+/// [`super::remove_tree`]).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = super::remove_tree(&self.0);
+    }
+}
+
 /// The root `kernel` needs: its Depends, read from klp-conform's apt lists of its suite.
 pub fn spec_for(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<RootSpec, KmodError> {
     let suite = kernel.debian_suite.clone().ok_or_else(|| KmodError::Unsupported {
@@ -244,11 +254,14 @@ pub fn ensure(spec: &RootSpec, cache: &Path, progress: &Progress) -> Result<Root
         .into());
     }
     super::sweep_stale_scratch(&dir);
-    let scratch = tempfile::Builder::new()
-        .prefix(".build-")
-        .tempdir_in(&dir)
-        .map_err(|e| KmodError::io(format!("creating a scratch dir in {}", dir.display()), e))?;
-    let fs = scratch.path().join("root");
+    let scratch = Scratch(
+        tempfile::Builder::new()
+            .prefix(".build-")
+            .tempdir_in(&dir)
+            .map_err(|e| KmodError::io(format!("creating a scratch dir in {}", dir.display()), e))?
+            .keep(),
+    );
+    let fs = scratch.0.join("root");
     progress.note(format!(
         "kmod: making the toolchain root {name} ({}: {}) with mmdebstrap (once; ~1 min)",
         spec.release,
@@ -277,7 +290,7 @@ pub fn ensure(spec: &RootSpec, cache: &Path, progress: &Progress) -> Result<Root
     let build_s = started.elapsed().as_secs_f64();
     let version = run_capture(Command::new(&mmdebstrap).arg("--version")).unwrap_or_default().trim().to_string();
     let partial = Root {
-        entry: scratch.path().to_path_buf(),
+        entry: scratch.0.clone(),
         name: name.clone(),
         manifest: RootManifest {
             schema: "klp-conform.toolroot.v1".into(),
@@ -300,20 +313,18 @@ pub fn ensure(spec: &RootSpec, cache: &Path, progress: &Progress) -> Result<Root
     manifest.installed =
         installed.lines().filter_map(|l| l.split_once('\t')).map(|(p, v)| (p.to_string(), v.to_string())).collect();
     crate::fsutil::write_atomic(
-        &scratch.path().join(MANIFEST),
+        &scratch.0.join(MANIFEST),
         serde_json::to_string_pretty(&manifest).expect("manifest serialises").as_bytes(),
     )
     .map_err(|e| KmodError::io("writing the toolchain root's manifest", e))?;
     if entry.exists() {
         progress.note(format!("kmod: replacing the incomplete toolchain root {}", entry.display()));
-        std::fs::remove_dir_all(&entry)
+        super::remove_tree(&entry)
             .map_err(|e| KmodError::io(format!("removing the incomplete toolchain root {}", entry.display()), e))?;
     }
-    let built = scratch.keep();
-    if let Err(e) = std::fs::rename(&built, &entry) {
-        let _ = std::fs::remove_dir_all(&built);
-        return Err(KmodError::io(format!("renaming the toolchain root into {}", entry.display()), e));
-    }
+    std::fs::rename(&scratch.0, &entry)
+        .map_err(|e| KmodError::io(format!("renaming the toolchain root into {}", entry.display()), e))?;
+    std::mem::forget(scratch);
     progress.note(format!("kmod: toolchain root {name} made in {build_s:.1} s → {}", entry.display()));
     read_entry(&entry).ok_or_else(|| KmodError::Kbuild {
         detail: format!("the toolchain root {} is unreadable after it was made", entry.display()),
