@@ -411,6 +411,13 @@ pub fn build_all(
 
     let started = Instant::now();
     let env = buildenv::materialize(&decision, kernel, cache, progress)?;
+    if let Some(built_with) = config.get("CC_VERSION_TEXT").filter(|t| *t != env.cc_version) {
+        // Same compiler binary (gcc-N), another build of it: kbuild accepts it, as DKMS would.
+        progress.note(format!(
+            "kmod: {} was built with `{built_with}`; the modules' C side gets `{}`",
+            kernel.release, env.cc_version
+        ));
+    }
     progress.note(format!(
         "kmod: building {} reference module(s) for {}: C side (probe, shims, objtool, modpost) with {} \
          [{}], Rust side with host rustc {}",
