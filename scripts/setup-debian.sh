@@ -14,6 +14,9 @@ packages=(
   libclang-dev      # bindgen (as a library) loads libclang at run time
   gcc-12 gcc make   # kbuild for the module shim, modpost, the layout re-check
   libelf1           # objtool and modpost from the extracted linux-kbuild package link it
+  pahole            # kbuild runs it for module BTF when the headers ship a vmlinux (6.12)
+  mmdebstrap        # toolchain roots for kernels the host cannot build for (5.10: gcc-10, 7.x: gcc-16)
+  debian-archive-keyring  # verifies what those roots (and the fetched kernels) are made of
   xz-utils          # unpacks the bzImage into a vmlinux that boots ~2 s faster under TCG,
                     #   and .ko.xz modules (Debian 6.12+) into the initramfs
   zstd              # .ko.zst modules and zstd-compressed kernels, likewise

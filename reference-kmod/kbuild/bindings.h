@@ -8,3 +8,4 @@
 #include <linux/sched.h>
 #include <linux/proc_fs.h>
 #include <linux/slab.h>
+#include "klp_helpers.h"

@@ -15,11 +15,12 @@
 /* gcc re-checks every struct layout that bindgen (clang) computed for the Rust side. */
 #include "klp_layout.h"
 
-/* Constants src/klp.rs hard-codes (they are macros or enums bindgen is not asked for). */
-_Static_assert(offsetof(struct module, state) == 0, "klp.rs reads module->state at offset 0");
+/* The klp layer's C helpers: what differs between kernel lines (see klp_helpers.h). */
+#include "klp_helpers.c"
+
+/* Constants src/klp.rs hard-codes (they are enums bindgen is not asked for). */
 _Static_assert(MODULE_STATE_LIVE == 0 && MODULE_STATE_COMING == 1 && MODULE_STATE_GOING == 2 &&
 	       MODULE_STATE_UNFORMED == 3, "klp.rs: enum module_state");
-_Static_assert(GFP_KERNEL == 0xcc0, "klp.rs: GFP_KERNEL");
 _Static_assert(sizeof(bool) == 1 && sizeof(int) == 4, "klp.rs: parameter storage types");
 
 int klp_variant_init(void);

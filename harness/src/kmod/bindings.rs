@@ -56,10 +56,14 @@ pub fn parse_allow(text: &str) -> Result<Vec<AllowItem>, String> {
 /// `'-ftrivial-auto-var-init=zero' hasn't been enabled`, `unsupported argument 'all' to option
 /// '-mharden-sls='`, ...): gcc-only flags to drop.
 pub fn rejected_flags(diagnostics: &str, flags: &[String]) -> Vec<String> {
+    // `unsupported argument 'all' to option '-mharden-sls='`; clang 14 names some options
+    // without their dash: `unsupported argument 'bounds-strict' to option 'fsanitize='`.
     let named_in = |line: &str, f: &str| {
         line.contains(&format!("'{f}'"))
-            || f.split_once('=')
-                .is_some_and(|(k, v)| line.contains(&format!("'{k}='")) && line.contains(&format!("'{v}'")))
+            || f.split_once('=').is_some_and(|(k, v)| {
+                (line.contains(&format!("'{k}='")) || line.contains(&format!("'{}='", k.trim_start_matches('-'))))
+                    && line.contains(&format!("'{v}'"))
+            })
     };
     flags
         .iter()
@@ -151,6 +155,7 @@ mod tests {
             "-mindirect-branch=thunk-extern",
             "-ftrivial-auto-var-init=zero",
             "-mharden-sls=all",
+            "-fsanitize=bounds-strict",
             "-fno-PIE",
             "-DX",
         ]
@@ -158,10 +163,16 @@ mod tests {
         .to_vec();
         let diag = "error: unknown argument: '-mindirect-branch=thunk-extern'\n\
                     error: '-ftrivial-auto-var-init=zero' hasn't been enabled; enable it at your own peril\n\
-                    error: unsupported argument 'all' to option '-mharden-sls='\n";
+                    error: unsupported argument 'all' to option '-mharden-sls='\n\
+                    error: unsupported argument 'bounds-strict' to option 'fsanitize='\n";
         assert_eq!(
             rejected_flags(diag, &flags),
-            vec!["-mindirect-branch=thunk-extern", "-ftrivial-auto-var-init=zero", "-mharden-sls=all"]
+            vec![
+                "-mindirect-branch=thunk-extern",
+                "-ftrivial-auto-var-init=zero",
+                "-mharden-sls=all",
+                "-fsanitize=bounds-strict"
+            ]
         );
     }
 }

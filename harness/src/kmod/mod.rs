@@ -2,22 +2,29 @@
 //! a target kernel.
 //!
 //! ```text
-//! rustc+library ──▶ core, compiler_builtins (cached per toolchain and target)
-//! probe module ──make──▶ .probe.o.cmd ──▶ clang flags, objtool args, gcc
-//! kbuild/bindings.{h,allow} ──bindgen(clang flags)──▶ bindings.rs ──▶ klp_layout.h (_Static_assert)
-//! src/klp.rs ──rustc──▶ libklp.rlib
-//! variants/<name>.rs ──rustc -Clto=fat --emit=obj──▶ <name>.obj ──objtool──▶
-//! kbuild/shim.c + Kbuild ──make M=──▶ <name>.ko   (vermagic, modversions from the kernel's kbuild)
+//! .config ──▶ where kbuild runs (host, or a toolchain root of the kernel's release: buildenv)
+//! probe module ──make──▶ .probe.o.cmd ──▶ gcc's flags, clang flags, objtool args
+//! .config + gcc's flags ──▶ rustc flags, target features, traceable! contract (codegen)
+//! rustc+library ──▶ core, compiler_builtins (cached per toolchain, target and flags)
+//! kbuild/bindings.{h,allow} + klp_helpers.h ──bindgen(clang flags)──▶ bindings.rs ──▶ klp_layout.h (_Static_assert)
+//! src/klp.rs (+ bindings.rs, kconfig.rs) ──rustc──▶ libklp.rlib
+//! variants/<name>.rs ──rustc -Clto=fat --emit=obj──▶ <name>.obj (──objtool, unless kbuild runs it at link)──▶
+//! kbuild/shim.c (+ klp_helpers.c) + Kbuild ──make M=──▶ <name>.ko   (vermagic, modversions from the kernel's kbuild)
 //! ```
 //!
 //! Results are cached per (kernel release + headers identity, all reference-kmod sources,
-//! toolchain, builder version) under `<cache>/modules/<release>/<key>/`; a cache entry is built in
-//! a scratch dir and renamed into place, so it is either complete or absent.
+//! rustc, where kbuild runs and its compiler, builder version) under
+//! `<cache>/modules/<release>/<key>/`; a cache entry is built in a scratch dir and renamed into
+//! place, so it is either complete or absent.
 
 pub mod bindings;
+pub mod buildenv;
+pub mod codegen;
 pub mod kbuild;
+pub mod kconfig;
 pub mod layout_check;
 pub mod toolchain;
+pub mod toolroot;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,10 +35,10 @@ use sha2::{Digest, Sha256};
 
 use crate::kernel::Kernel;
 use crate::progress::Progress;
-use crate::tools::{require_tool, run_capture, ToolError};
+use crate::tools::{run_capture, ToolError};
 
 /// Bump when the builder changes what it produces for the same sources.
-pub const BUILDER_VERSION: &str = "kmod-builder-2";
+pub const BUILDER_VERSION: &str = "kmod-builder-3";
 
 /// Set to keep the scratch build dir (probe, bindings, objects, kbuild output) for debugging.
 pub const KEEP_BUILD_ENV: &str = "KLP_CONFORM_KEEP_BUILD";
@@ -48,12 +55,21 @@ pub struct ModuleSet {
     pub dir: PathBuf,
     /// Module name (= sysfs patch name = variant file stem) → `.ko`.
     pub modules: BTreeMap<String, PathBuf>,
+    /// Where kbuild and objtool ran (`host gcc-12`, `root bullseye (…) gcc-10`).
+    pub toolchain: String,
+    /// The code generation they were built with.
+    pub codegen: codegen::Codegen,
+    /// Warnings of objtool, modpost and the compiler during the build (none expected).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KmodError {
     #[error(transparent)]
     Tool(#[from] ToolError),
+    /// Reading klp-conform's apt lists (for a toolchain root's package set).
+    #[error(transparent)]
+    Apt(#[from] crate::kernel::KernelError),
     /// `hint` says how to get them: a package to install, or a command to run in a tree.
     #[error("the headers of kernel {release} are missing ({dir} has no Makefile); {hint}")]
     MissingHeaders { release: String, dir: PathBuf, hint: String },
@@ -225,31 +241,21 @@ fn headers_identity(kernel: &Kernel) -> Vec<u8> {
     id
 }
 
-/// The kernel config options the fixed Rust code-generation flags assume (see
-/// `reference-kmod/x86_64-linux-kernel-module.json` and `toolchain::CODEGEN_FLAGS`).
-fn check_supported(kernel: &Kernel) -> Result<(), KmodError> {
-    let on = |name: &str| kernel.config_enabled(name).unwrap_or(false);
+/// What the reference modules need of any kernel; everything else is derived from its config
+/// ([`codegen::Codegen::derive`], [`buildenv::choose`]).
+fn check_supported(kernel: &Kernel) -> Result<kconfig::KConfig, KmodError> {
     let unsupported = |why: String| Err(KmodError::Unsupported { release: kernel.release.clone(), why });
     if !kernel.config.is_file() {
         return unsupported(format!("its config {} is missing", kernel.config.display()));
     }
-    if !on("CONFIG_X86_64") {
+    let cfg = kconfig::KConfig::load(&kernel.config)?;
+    if !cfg.on("X86_64") {
         return unsupported("only x86_64 kernels are supported".into());
     }
-    if !on("CONFIG_LIVEPATCH") {
+    if !cfg.on("LIVEPATCH") {
         return unsupported("CONFIG_LIVEPATCH is not set".into());
     }
-    if on("CONFIG_X86_KERNEL_IBT") {
-        return unsupported(
-            "CONFIG_X86_KERNEL_IBT needs -Zcf-protection=branch and objtool --ibt (not done yet)".into(),
-        );
-    }
-    for needed in ["CONFIG_RETPOLINE", "CONFIG_RETHUNK", "CONFIG_SLS"] {
-        if !on(needed) {
-            return unsupported(format!("{needed} is off, but the Rust code is built with the matching mitigations"));
-        }
-    }
-    Ok(())
+    Ok(cfg)
 }
 
 /// Remove scratch dirs that a killed build left behind (older than an hour, so a concurrent
@@ -259,17 +265,46 @@ fn sweep_stale_scratch(dir: &Path) {
     for e in rd.flatten() {
         let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
         if e.file_name().to_string_lossy().starts_with(".build-") && age.is_some_and(|a| a.as_secs() > 3600) {
-            let _ = std::fs::remove_dir_all(e.path());
+            let _ = remove_tree(&e.path());
         }
     }
 }
 
-/// The compiler named by `CONFIG_CC_VERSION_TEXT` (e.g. `gcc-12`); its Debian package has the
-/// same name.
-pub fn kernel_cc(config: &str) -> Option<String> {
-    let text = config.lines().find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT="))?;
-    let cc = text.trim_matches('"').split_whitespace().next()?;
-    (cc.starts_with("gcc") || cc.starts_with("clang")).then(|| cc.to_string())
+/// The mount points at or below `dir` (from /proc/self/mountinfo; its octal escapes decoded).
+pub(crate) fn mounts_below(dir: &Path, mountinfo: &str) -> Vec<PathBuf> {
+    let unescape = |s: &str| {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && i + 3 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+    };
+    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape).filter(|m| m.starts_with(dir)).collect()
+}
+
+/// `remove_dir_all`, but never across a mount point: a toolchain root left with `/dev` or the
+/// cache bind-mounted into it (a killed mmdebstrap) must not take the host's files with it.
+pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = mounts_below(dir, &mountinfo);
+    if !mounts.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "{} has file systems mounted below it ({}); unmount them first",
+            dir.display(),
+            mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    std::fs::remove_dir_all(dir)
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -277,9 +312,19 @@ struct Manifest {
     builder: String,
     release: String,
     rustc: String,
+    /// Where kbuild and objtool ran: `host gcc-12`, `root bullseye (…) gcc-10`.
+    toolchain: String,
+    /// `<cc> --version` there.
+    cc_version: String,
+    codegen: codegen::Codegen,
     modules: BTreeMap<String, String>,
     clang_flags: Vec<String>,
     objtool: Option<(String, Vec<String>)>,
+    /// Whether kbuild ran objtool on the linked modules (else the builder ran it on the Rust
+    /// objects).
+    objtool_at_link: bool,
+    /// Warnings of objtool, modpost and the compiler (none expected).
+    warnings: Vec<String>,
 }
 
 const MANIFEST: &str = "manifest.json";
@@ -291,7 +336,14 @@ fn read_entry(dir: &Path, release: &str) -> Option<ModuleSet> {
     if m.release != release || modules.is_empty() || !modules.values().all(|p| p.is_file()) {
         return None;
     }
-    Some(ModuleSet { release: m.release, dir: dir.to_path_buf(), modules })
+    Some(ModuleSet {
+        release: m.release,
+        dir: dir.to_path_buf(),
+        modules,
+        toolchain: m.toolchain,
+        codegen: m.codegen,
+        warnings: m.warnings,
+    })
 }
 
 /// Build every reference module variant for `kernel`. `source_root` is the repo's
@@ -316,10 +368,18 @@ pub fn build_all(
     }
     let variants = variants(source_root)?;
     let tc = toolchain::detect()?;
+    let config = check_supported(kernel)?;
+    // Where kbuild runs: decided now (cheaply: it is part of the key), made below if needed.
+    let decision = buildenv::decide(kernel, &config)?;
 
-    // Cache key: everything the result depends on.
-    let mut parts: Vec<Vec<u8>> =
-        vec![BUILDER_VERSION.into(), tc.version_text.clone().into(), headers_identity(kernel)];
+    // Cache key: everything the result depends on. The code generation is a function of the
+    // config (in the headers identity) and of the compiler (in the decision).
+    let mut parts: Vec<Vec<u8>> = vec![
+        BUILDER_VERSION.into(),
+        tc.version_text.clone().into(),
+        headers_identity(kernel),
+        decision.identity().into(),
+    ];
     for (rel, data) in source_tree(source_root)? {
         parts.push(rel.into_bytes());
         parts.push(data);
@@ -329,10 +389,11 @@ pub fn build_all(
     let entry = release_dir.join(&key[..16]);
     let cached = |set: ModuleSet| {
         progress.note(format!(
-            "kmod: {} module(s) for {} cached in {}",
+            "kmod: {} module(s) for {} cached in {} (C side built with {})",
             set.modules.len(),
             kernel.release,
-            entry.display()
+            entry.display(),
+            set.toolchain
         ));
         Ok(set)
     };
@@ -348,24 +409,24 @@ pub fn build_all(
         return cached(set);
     }
 
-    check_supported(kernel)?;
-    let make = require_tool("make", "make", "build kernel modules with kbuild")?;
-    // The kernel's own compiler (kbuild uses the one the kernel was built with).
-    let config_text = std::fs::read_to_string(&kernel.config).unwrap_or_default();
-    if let Some(cc) = kernel_cc(&config_text) {
-        require_tool(&cc, &cc, "compile the C part of kernel modules (the kernel was built with it)")?;
-    }
     let started = Instant::now();
+    let env = buildenv::materialize(&decision, kernel, cache, progress)?;
+    if let Some(built_with) = config.get("CC_VERSION_TEXT").filter(|t| *t != env.cc_version) {
+        // Same compiler binary (gcc-N), another build of it: kbuild accepts it, as DKMS would.
+        progress.note(format!(
+            "kmod: {} was built with `{built_with}`; the modules' C side gets `{}`",
+            kernel.release, env.cc_version
+        ));
+    }
     progress.note(format!(
-        "kmod: building {} reference module(s) for {} with rustc {}",
+        "kmod: building {} reference module(s) for {}: C side (probe, shims, objtool, modpost) with {} \
+         [{}], Rust side with host rustc {}",
         variants.len(),
         kernel.release,
+        env.describe(),
+        env.cc_version,
         tc.release
     ));
-
-    let target_json = source_root.join(TARGET_JSON);
-    let sysroot =
-        toolchain::core_for(&tc, &target_json, &source_root.join("src/compiler_builtins.rs"), cache, progress)?;
 
     std::fs::create_dir_all(&release_dir)
         .map_err(|e| KmodError::io(format!("creating {}", release_dir.display()), e))?;
@@ -392,13 +453,41 @@ pub fn build_all(
     let write = |p: &Path, text: &str| {
         std::fs::write(p, text).map_err(|e| KmodError::io(format!("writing {}", p.display()), e))
     };
+    // The C helpers go next to everything that includes them.
+    let helpers_h = read("kbuild/klp_helpers.h")?;
+    let helpers_c = read("kbuild/klp_helpers.c")?;
+    write(&work.join("klp_helpers.h"), &helpers_h)?;
+    write(&module_dir.join("klp_helpers.h"), &helpers_h)?;
+    write(&module_dir.join("klp_helpers.c"), &helpers_c)?;
 
     // 1. What kbuild does for C files of this kernel.
     progress.note("kmod: probing kbuild (flags, objtool)");
     let header_text = read("kbuild/bindings.h")?;
-    let probe = kbuild::probe(&make, &kernel.headers_dir, &work.join("probe"), &header_text)?;
+    let probe = kbuild::probe(
+        &env,
+        &kernel.headers_dir,
+        &work.join("probe"),
+        &header_text,
+        &[("klp_helpers.h", &helpers_h), ("klp_helpers.c", &helpers_c)],
+    )?;
 
-    // 2. Bindings, and gcc's re-check of their layouts.
+    // 2. Code generation for this kernel's config.
+    let codegen = codegen::Codegen::derive(&config, &probe.cc_words, &tc.release)
+        .map_err(|why| KmodError::Unsupported { release: kernel.release.clone(), why })?;
+    progress.note(format!("kmod: code generation for {}: {}", kernel.release, codegen.summary()));
+    let target_json = codegen
+        .target_json(&read(TARGET_JSON)?)
+        .map_err(|detail| KmodError::Source { detail: format!("{TARGET_JSON}: {detail}") })?;
+    let sysroot = toolchain::core_for(
+        &tc,
+        &target_json,
+        &codegen.rustc_flags,
+        &source_root.join("src/compiler_builtins.rs"),
+        cache,
+        progress,
+    )?;
+
+    // 3. Bindings, and gcc's re-check of their layouts.
     progress.note("kmod: bindgen over the kernel's livepatch headers");
     let allow = bindings::parse_allow(&read("kbuild/bindings.allow")?)
         .map_err(|e| KmodError::Source { detail: format!("kbuild/bindings.allow: {e}") })?;
@@ -409,6 +498,8 @@ pub fn build_all(
     let (rust_bindings, clang_args) = bindings::generate(&header_path, &clang_args, &allow)?;
     let bindings_rs = rust_dir.join("bindings.rs");
     write(&bindings_rs, &rust_bindings)?;
+    let kconfig_rs = rust_dir.join("kconfig.rs");
+    write(&kconfig_rs, &codegen.kconfig_rs())?;
     let checked: Vec<(String, String)> = allow
         .iter()
         .filter_map(|i| match i {
@@ -420,15 +511,16 @@ pub fn build_all(
         .map_err(|detail| KmodError::Bindgen { detail })?;
     write(&module_dir.join("klp_layout.h"), &layout_h)?;
 
-    // 3. The Rust side: the klp layer, then one LTO'd object per variant, objtool'ed.
+    // 4. The Rust side: the klp layer, then one LTO'd object per variant.
     progress.note("kmod: compiling the klp layer and the variants (rustc, fat LTO)");
     let rustc_common = |c: &mut Command| {
         c.args(["-Zunstable-options", "--edition", "2024", "--target"])
-            .arg(&target_json)
-            .args(toolchain::CODEGEN_FLAGS)
+            .arg(&sysroot.target_json)
+            .args(&codegen.rustc_flags)
             .arg("-L")
             .arg(&sysroot.dir)
-            .env("KLP_BINDINGS", &bindings_rs);
+            .env("KLP_BINDINGS", &bindings_rs)
+            .env("KLP_KCONFIG", &kconfig_rs);
     };
     let mut c = tc.command();
     rustc_common(&mut c);
@@ -438,7 +530,9 @@ pub fn build_all(
     run_capture(&mut c).map_err(|e| KmodError::tool("compiling reference-kmod/src/klp.rs", e))?;
     let libklp = rust_dir.join("libklp.rlib");
     let mut kbuild_modules = Vec::new();
+    let mut warnings = Vec::new();
     let rust_objects: Vec<String> = variants.iter().map(|v| format!("rust/{}.obj", v.name)).collect();
+    let objtool_at_link = probe.objtool_at_link();
     for (v, obj_rel) in variants.iter().zip(&rust_objects) {
         let obj = module_dir.join(obj_rel);
         let mut c = tc.command();
@@ -451,20 +545,26 @@ pub fn build_all(
             .arg(format!("--emit=obj={},link={}", obj.display(), rust_dir.join(format!("lib{}.a", v.name)).display()))
             .arg(&v.path);
         run_capture(&mut c).map_err(|e| KmodError::tool(&format!("compiling variant {}", v.name), e))?;
+        // objtool as kbuild runs it on C objects: on each object, unless kbuild runs it on the
+        // linked module (then it covers the Rust object there).
         match &probe.objtool {
-            Some(objtool) => {
-                let warnings = kbuild::run_objtool(&kernel.headers_dir, objtool, &obj)?;
-                if !warnings.is_empty() {
-                    progress.note(format!("kmod: objtool warnings for {}:\n{warnings}", v.name));
-                }
+            Some(objtool) if !objtool_at_link => {
+                let out = kbuild::run_objtool(&env, &kernel.headers_dir, objtool, &obj)?;
+                warnings.extend(kbuild::warnings(&out));
             }
-            None => progress.note("kmod: this kernel's kbuild runs no objtool on module objects; skipped"),
+            _ => {}
         }
         kbuild_modules.push(kbuild::KbuildModule { name: &v.name, rust_object: obj_rel });
     }
+    match (&probe.objtool, objtool_at_link) {
+        (None, _) => progress.note("kmod: this kernel's kbuild runs no objtool on module objects"),
+        (Some(_), true) => progress.note("kmod: objtool runs in kbuild, on each linked module (--link)"),
+        (Some(_), false) => progress.note("kmod: objtool ran on each Rust object, as kbuild runs it on C objects"),
+    }
 
-    // 4. kbuild links them with the C shims and runs modpost (vermagic, modversions).
-    progress.note("kmod: kbuild (shims, layout re-check by gcc, modpost, link)");
+    // 5. kbuild links them with the C shims and runs modpost (vermagic, modversions).
+    progress
+        .note(format!("kmod: kbuild (shims, layout re-check by gcc, objtool, modpost, link) with {}", env.describe()));
     let template = read("kbuild/shim.c")?;
     for v in &variants {
         let glue = match &v.glue {
@@ -486,8 +586,17 @@ pub fn build_all(
         write(&module_dir.join(format!("{}_shim.c", v.name)), &shim)?;
     }
     write(&module_dir.join("Kbuild"), &kbuild::kbuild_file(&kbuild_modules))?;
-    let mut c = kbuild::make_command(&make, &kernel.headers_dir, &module_dir);
-    run_capture(&mut c).map_err(|e| KmodError::tool("kbuild (make modules)", e))?;
+    let mut c = kbuild::make_command(&env, &kernel.headers_dir, &module_dir);
+    let (_, out) = kbuild::run_output(&mut c)
+        .map_err(|e| KmodError::tool(&format!("kbuild (make modules, {})", env.describe()), e))?;
+    warnings.extend(kbuild::warnings(&out));
+    if !warnings.is_empty() {
+        progress.note(format!(
+            "kmod: {} warning(s) from objtool/modpost/gcc:\n  {}",
+            warnings.len(),
+            warnings.join("\n  ")
+        ));
+    }
 
     // 5. The cache entry: the .ko files, the manifest, and what was generated (for debugging).
     let mut modules = BTreeMap::new();
@@ -506,13 +615,20 @@ pub fn build_all(
     ] {
         std::fs::copy(&from, gen.join(name)).map_err(|e| KmodError::io(format!("copying {}", from.display()), e))?;
     }
+    write(&gen.join("kconfig.rs"), &codegen.kconfig_rs())?;
+    write(&gen.join(toolchain::TARGET_FILE), &target_json)?;
     let manifest = Manifest {
         builder: BUILDER_VERSION.into(),
         release: kernel.release.clone(),
         rustc: tc.version_text.lines().next().unwrap_or_default().to_string(),
+        toolchain: env.describe(),
+        cc_version: env.cc_version.clone(),
+        codegen,
         modules,
         clang_flags: clang_args,
         objtool: probe.objtool.clone(),
+        objtool_at_link,
+        warnings,
     };
     write(&out_dir.join(MANIFEST), &serde_json::to_string_pretty(&manifest).expect("manifest serialises"))?;
     // Under the lock, an entry still here is one `read_entry` rejected (a killed run's, or an
@@ -548,11 +664,20 @@ mod tests {
     }
 
     #[test]
-    fn kernel_cc_comes_from_the_config() {
-        let cfg = "CONFIG_CC_VERSION_TEXT=\"gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_CC_IS_GCC=y\n";
-        assert_eq!(kernel_cc(cfg).as_deref(), Some("gcc-12"));
-        assert_eq!(kernel_cc("CONFIG_CC_VERSION_TEXT=\"x86_64-linux-gnu-gcc (GCC) 13\"\n"), None);
-        assert_eq!(kernel_cc(""), None);
+    fn mounts_below_a_dir_are_found() {
+        let mi = "22 1 8:1 / / rw - ext4 /dev/vda rw\n\
+                  90 22 0:5 / /c/toolchains/.build-x/root/dev rw - devtmpfs udev rw\n\
+                  91 22 0:5 / /c/with\\040space/dev rw - devtmpfs udev rw\n";
+        assert_eq!(
+            mounts_below(Path::new("/c/toolchains/.build-x"), mi),
+            [PathBuf::from("/c/toolchains/.build-x/root/dev")]
+        );
+        assert_eq!(mounts_below(Path::new("/c/with space"), mi), [PathBuf::from("/c/with space/dev")]);
+        assert!(mounts_below(Path::new("/c/modules"), mi).is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        remove_tree(&dir.path().join("a")).unwrap();
+        assert!(!dir.path().join("a").exists());
     }
 
     #[test]

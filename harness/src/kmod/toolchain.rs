@@ -18,21 +18,6 @@ use crate::tools::run_capture;
 /// Set by a user to force a rustc (its library source is still detected).
 pub const RUSTC_ENV: &str = "KLP_CONFORM_RUSTC";
 
-/// rustc flags for every crate of a reference module (core, klp, the variants). They mirror the
-/// kernel's C flags for this config: `-mfunction-return=thunk-extern` (rethunk),
-/// `-mindirect-branch-cs-prefix`, `-fno-asynchronous-unwind-tables`; retpolines and SLS
-/// hardening are target features in the target JSON.
-pub const CODEGEN_FLAGS: &[&str] = &[
-    "-Cpanic=abort",
-    "-Copt-level=2",
-    "-Ccodegen-units=1",
-    "-Cforce-unwind-tables=n",
-    "-Cdebuginfo=0",
-    "-Zfunction-sections=no",
-    "-Zfunction-return=thunk-extern",
-    "-Zindirect-branch-cs-prefix",
-];
-
 /// A rustc and the library source of the same version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toolchain {
@@ -124,40 +109,44 @@ pub fn detect() -> Result<Toolchain, KmodError> {
     })
 }
 
-/// The cached `core` and `compiler_builtins` for one (rustc, target) pair.
+/// The file name of the generated target JSON (rustc names the target after it).
+pub const TARGET_FILE: &str = "x86_64-linux-kernel-module.json";
+
+/// The cached `core` and `compiler_builtins` for one (rustc, target, flags) triple.
 #[derive(Debug, Clone)]
 pub struct Sysroot {
     /// Holds `libcore.rlib` and `libcompiler_builtins.rlib`; pass it with `-L`.
     pub dir: PathBuf,
+    /// The target JSON they were built for (in `dir`): every crate linked with them uses it.
+    pub target_json: PathBuf,
 }
 
-/// Build (or reuse) `core` and a stub `compiler_builtins` for `target_json`, cached under
-/// `<cache>/rust-core/<release>-<hash>/`.
+/// Build (or reuse) `core` and a stub `compiler_builtins` for the target `target_json` (its
+/// text) with `flags` (every rustc flag that changes code generation: they are all in the
+/// key), cached under `<cache>/rust-core/<release>-<hash>/`.
 pub fn core_for(
     tc: &Toolchain,
-    target_json: &Path,
+    target_json: &str,
+    flags: &[String],
     builtins_src: &Path,
     cache: &Path,
     progress: &Progress,
 ) -> Result<Sysroot, KmodError> {
-    let target =
-        std::fs::read(target_json).map_err(|e| KmodError::io(format!("reading {}", target_json.display()), e))?;
     let builtins =
         std::fs::read(builtins_src).map_err(|e| KmodError::io(format!("reading {}", builtins_src.display()), e))?;
-    let key = super::hash_parts(&[
-        tc.version_text.as_bytes(),
-        tc.library.as_os_str().as_encoded_bytes(),
-        &target,
-        &builtins,
-        CODEGEN_FLAGS.join(" ").as_bytes(),
-    ]);
+    let mut parts: Vec<&[u8]> =
+        vec![tc.version_text.as_bytes(), tc.library.as_os_str().as_encoded_bytes(), target_json.as_bytes(), &builtins];
+    parts.extend(flags.iter().map(|f| f.as_bytes()));
+    let key = super::hash_parts(&parts);
     let root = cache.join("rust-core");
     let name = format!("{}-{}", tc.release, &key[..16]);
     let dir = root.join(&name);
-    let complete = |dir: &Path| dir.join("libcore.rlib").is_file() && dir.join("libcompiler_builtins.rlib").is_file();
+    let sysroot = |dir: &Path| Sysroot { dir: dir.to_path_buf(), target_json: dir.join(TARGET_FILE) };
+    let complete =
+        |dir: &Path| ["libcore.rlib", "libcompiler_builtins.rlib", TARGET_FILE].iter().all(|f| dir.join(f).is_file());
     // Entries appear by rename, complete: no lock needed to use one.
     if complete(&dir) {
-        return Ok(Sysroot { dir });
+        return Ok(sysroot(&dir));
     }
     std::fs::create_dir_all(&root).map_err(|e| KmodError::io(format!("creating {}", root.display()), e))?;
     // Building one is serialised: a second run waits, then finds the first one's build.
@@ -165,21 +154,26 @@ pub fn core_for(
     let _lock = crate::fsutil::FileLock::acquire(&lock_path)
         .map_err(|e| KmodError::io(format!("locking {}", lock_path.display()), e))?;
     if complete(&dir) {
-        return Ok(Sysroot { dir });
+        return Ok(sysroot(&dir));
     }
     super::sweep_stale_scratch(&root);
     let scratch = tempfile::Builder::new()
         .prefix(".build-")
         .tempdir_in(&root)
         .map_err(|e| KmodError::io(format!("creating a scratch dir in {}", root.display()), e))?;
+    let target_path = scratch.path().join(TARGET_FILE);
+    std::fs::write(&target_path, target_json)
+        .map_err(|e| KmodError::io(format!("writing {}", target_path.display()), e))?;
     let started = std::time::Instant::now();
-    progress
-        .note(format!("kmod: building core {} for the kernel-module target (once per toolchain, ~20 s)", tc.release));
+    progress.note(format!(
+        "kmod: building core {} for this kernel's code generation (once per toolchain and flags, ~20 s)",
+        tc.release
+    ));
     let mut c = tc.command();
     c.args(["-Zunstable-options", "--edition", "2024", "--crate-type", "rlib", "--crate-name", "core"])
         .args(["--cfg", "no_fp_fmt_parse", "--cap-lints", "allow", "--target"])
-        .arg(target_json)
-        .args(CODEGEN_FLAGS)
+        .arg(&target_path)
+        .args(flags)
         .arg("--out-dir")
         .arg(scratch.path())
         .arg(tc.library.join("core/src/lib.rs"));
@@ -187,8 +181,8 @@ pub fn core_for(
     let mut c = tc.command();
     c.args(["-Zunstable-options", "--edition", "2024", "--crate-type", "rlib", "--crate-name", "compiler_builtins"])
         .arg("--target")
-        .arg(target_json)
-        .args(CODEGEN_FLAGS)
+        .arg(&target_path)
+        .args(flags)
         .arg("-L")
         .arg(scratch.path())
         .arg("--out-dir")
@@ -208,7 +202,7 @@ pub fn core_for(
         return Err(KmodError::io(format!("renaming the core build into {}", dir.display()), e));
     }
     progress.note(format!("kmod: core built in {:.1} s", started.elapsed().as_secs_f64()));
-    Ok(Sysroot { dir })
+    Ok(sysroot(&dir))
 }
 
 #[cfg(test)]

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * C helpers of the klp layer (src/klp.rs), the one place where kernel API differences between
+ * kernel lines are handled: each helper calls the kernel's own macro or inline function, so the
+ * preprocessor of the kernel being built for picks the right thing (printk is a function in 5.10
+ * and a macro over _printk from 5.15; kmalloc reaches __kmalloc or, from 6.10, kmalloc_noprof
+ * through inlines; seq_puts is an inline over __seq_puts from 6.x; GFP_KERNEL's bits moved).
+ * This is what Rust-for-Linux's rust/helpers/ do. bindgen reads this header (function
+ * klp_helper_* in bindings.allow) and every module's shim compiles klp_helpers.c.
+ */
+#ifndef KLP_HELPERS_H
+#define KLP_HELPERS_H
+
+#include <linux/types.h>
+
+struct module;
+struct seq_file;
+struct task_struct;
+
+/* printk("%s", line): `line` starts with its KERN_<LEVEL> prefix. */
+void klp_helper_printk(const char *line);
+/* kmalloc(size, GFP_KERNEL). */
+void *klp_helper_kmalloc(size_t size);
+/* GFP_KERNEL, for the APIs that take it (klp_shadow_alloc). */
+gfp_t klp_helper_gfp_kernel(void);
+/* seq_puts(m, s). */
+void klp_helper_seq_puts(struct seq_file *m, const char *s);
+/* READ_ONCE(mod->state), as an int (enum module_state). */
+int klp_helper_module_state(const struct module *mod);
+/* kthread_run(fn, data, "%s", name): the task, or NULL with *err set to the negative errno. */
+struct task_struct *klp_helper_kthread_run(int (*fn)(void *data), void *data, const char *name, int *err);
+
+#endif
