@@ -5,6 +5,7 @@
 //! builds out-of-tree modules against, the config and the release. The host's /boot is never used.
 
 pub mod apt;
+pub mod config;
 mod debian;
 mod local;
 pub mod pin_tools;

@@ -6,39 +6,7 @@
 //! exit 2 with the list), and what single cases need (those cases SKIP naming the option,
 //! never FAIL) — see [`crate::suite::gate`].
 
-use std::collections::BTreeMap;
-
-/// A kernel config, as `CONFIG_X` → value (`y`, `m`, a number or a string).
-#[derive(Debug, Clone, Default)]
-pub struct KernelConfig {
-    values: BTreeMap<String, String>,
-}
-
-impl KernelConfig {
-    pub fn parse(text: &str) -> Self {
-        let values = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .filter(|(k, _)| k.starts_with("CONFIG_"))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
-        Self { values }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
-
-    /// `y` or `m`.
-    pub fn enabled(&self, name: &str) -> bool {
-        matches!(self.get(name), Some("y" | "m"))
-    }
-
-    /// `y` (built in).
-    pub fn builtin(&self, name: &str) -> bool {
-        self.get(name) == Some("y")
-    }
-}
+pub use super::config::KConfig as KernelConfig;
 
 /// One thing the config must have, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,40 +25,36 @@ pub fn harness_missing(c: &KernelConfig) -> Vec<Missing> {
             out.push(Missing { set: set.to_string(), why });
         }
     };
-    need(c.builtin("CONFIG_X86_64"), "CONFIG_X86_64=y", "the reference modules are built for x86_64");
-    need(c.builtin("CONFIG_MODULES"), "CONFIG_MODULES=y", "livepatches are kernel modules");
-    need(c.builtin("CONFIG_MODULE_UNLOAD"), "CONFIG_MODULE_UNLOAD=y", "the removal suites unload livepatch modules");
-    need(c.builtin("CONFIG_LIVEPATCH"), "CONFIG_LIVEPATCH=y", "the kernel's livepatch core is what is tested");
+    need(c.builtin("X86_64"), "CONFIG_X86_64=y", "the reference modules are built for x86_64");
+    need(c.builtin("MODULES"), "CONFIG_MODULES=y", "livepatches are kernel modules");
+    need(c.builtin("MODULE_UNLOAD"), "CONFIG_MODULE_UNLOAD=y", "the removal suites unload livepatch modules");
+    need(c.builtin("LIVEPATCH"), "CONFIG_LIVEPATCH=y", "the kernel's livepatch core is what is tested");
     need(
-        c.builtin("CONFIG_HAVE_RELIABLE_STACKTRACE") || c.builtin("CONFIG_UNWINDER_ORC"),
+        c.builtin("HAVE_RELIABLE_STACKTRACE") || c.builtin("UNWINDER_ORC"),
         "CONFIG_UNWINDER_ORC=y (or CONFIG_UNWINDER_FRAME_POINTER=y with CONFIG_STACK_VALIDATION=y)",
         "reliable stack traces: without them sleeping tasks are never switched by the stack check and \
          every transition case would fail as if the kernel were non-conformant",
     );
     need(
-        c.builtin("CONFIG_DYNAMIC_FTRACE_WITH_REGS") || c.builtin("CONFIG_DYNAMIC_FTRACE_WITH_ARGS"),
+        c.builtin("DYNAMIC_FTRACE_WITH_REGS") || c.builtin("DYNAMIC_FTRACE_WITH_ARGS"),
         "CONFIG_FUNCTION_TRACER=y and CONFIG_DYNAMIC_FTRACE=y (giving DYNAMIC_FTRACE_WITH_ARGS or _WITH_REGS)",
         "livepatch redirects functions through ftrace",
     );
+    need(c.builtin("KALLSYMS_ALL"), "CONFIG_KALLSYMS_ALL=y", "livepatch resolves the functions it patches by name");
+    need(c.builtin("BLK_DEV_INITRD"), "CONFIG_BLK_DEV_INITRD=y", "the guest's agent runs from an initramfs");
+    need(c.builtin("BINFMT_ELF"), "CONFIG_BINFMT_ELF=y", "the agent is a static ELF binary (PID 1)");
+    need(c.builtin("DEVTMPFS"), "CONFIG_DEVTMPFS=y", "the agent finds its channel's device node in devtmpfs");
     need(
-        c.builtin("CONFIG_KALLSYMS_ALL"),
-        "CONFIG_KALLSYMS_ALL=y",
-        "livepatch resolves the functions it patches by name",
-    );
-    need(c.builtin("CONFIG_BLK_DEV_INITRD"), "CONFIG_BLK_DEV_INITRD=y", "the guest's agent runs from an initramfs");
-    need(c.builtin("CONFIG_BINFMT_ELF"), "CONFIG_BINFMT_ELF=y", "the agent is a static ELF binary (PID 1)");
-    need(c.builtin("CONFIG_DEVTMPFS"), "CONFIG_DEVTMPFS=y", "the agent finds its channel's device node in devtmpfs");
-    need(
-        c.builtin("CONFIG_SERIAL_8250") && c.builtin("CONFIG_SERIAL_8250_CONSOLE"),
+        c.builtin("SERIAL_8250") && c.builtin("SERIAL_8250_CONSOLE"),
         "CONFIG_SERIAL_8250=y and CONFIG_SERIAL_8250_CONSOLE=y",
         "the kernel console goes to the first UART, which the harness scans for oops and panics",
     );
     need(
-        c.builtin("CONFIG_PROC_FS") && c.builtin("CONFIG_SYSFS"),
+        c.builtin("PROC_FS") && c.builtin("SYSFS"),
         "CONFIG_PROC_FS=y and CONFIG_SYSFS=y",
         "the suites read /proc and /sys",
     );
-    need(c.builtin("CONFIG_PRINTK"), "CONFIG_PRINTK=y", "the suites read the kernel log");
+    need(c.builtin("PRINTK"), "CONFIG_PRINTK=y", "the suites read the kernel log");
     out
 }
 
@@ -122,7 +86,7 @@ mod tests {
     fn a_complete_config_passes() {
         let c = KernelConfig::parse(GOOD);
         assert!(harness_missing(&c).is_empty(), "{:?}", harness_missing(&c));
-        assert_eq!(c.get("CONFIG_CC_VERSION_TEXT"), Some("gcc-12 (Debian 12.2.0-14) 12.2.0"));
+        assert_eq!(c.get("CC_VERSION_TEXT"), Some("gcc-12 (Debian 12.2.0-14) 12.2.0"));
     }
 
     #[test]
@@ -140,7 +104,7 @@ mod tests {
     #[test]
     fn modules_are_not_builtins() {
         let c = KernelConfig::parse(&GOOD.replace("CONFIG_LIVEPATCH=y", "CONFIG_LIVEPATCH=m"));
-        assert!(c.enabled("CONFIG_LIVEPATCH") && !c.builtin("CONFIG_LIVEPATCH"));
+        assert!(c.on("LIVEPATCH") && !c.builtin("LIVEPATCH"));
         assert_eq!(harness_missing(&c).len(), 1);
     }
 }

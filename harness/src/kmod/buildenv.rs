@@ -96,7 +96,7 @@ impl BuildEnv {
 }
 
 /// The compiler named by `CONFIG_CC_VERSION_TEXT` (`gcc-12`, `x86_64-linux-gnu-gcc-12`).
-pub fn kernel_cc(config: &super::kconfig::KConfig) -> Option<String> {
+pub fn kernel_cc(config: &crate::kernel::config::KConfig) -> Option<String> {
     let cc = config.get("CC_VERSION_TEXT")?.split_whitespace().next()?;
     (cc.contains("gcc") || cc.contains("clang")).then(|| cc.to_string())
 }
@@ -236,7 +236,7 @@ impl Decision {
 }
 
 /// Decide where kbuild runs for `kernel`.
-pub fn decide(kernel: &Kernel, config: &super::kconfig::KConfig) -> Result<Decision, KmodError> {
+pub fn decide(kernel: &Kernel, config: &crate::kernel::config::KConfig) -> Result<Decision, KmodError> {
     let cc = kernel_cc(config).ok_or_else(|| KmodError::Unsupported {
         release: kernel.release.clone(),
         why: format!(
@@ -342,7 +342,7 @@ pub fn materialize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmod::kconfig::KConfig;
+    use crate::kernel::config::KConfig;
 
     #[test]
     fn the_compiler_comes_from_the_config() {

@@ -30,7 +30,7 @@
 //! `--prefix` expects them), `FUNCTION_ALIGNMENT`, and the return through the return thunk
 //! (rethunk) followed by INT3 (SLS).
 
-use super::kconfig::KConfig;
+use crate::kernel::config::KConfig;
 
 /// The code generation of one kernel.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -21,7 +21,6 @@ pub mod bindings;
 pub mod buildenv;
 pub mod codegen;
 pub mod kbuild;
-pub mod kconfig;
 pub mod layout_check;
 pub mod toolchain;
 pub mod toolroot;
@@ -243,12 +242,13 @@ fn headers_identity(kernel: &Kernel) -> Vec<u8> {
 
 /// What the reference modules need of any kernel; everything else is derived from its config
 /// ([`codegen::Codegen::derive`], [`buildenv::choose`]).
-fn check_supported(kernel: &Kernel) -> Result<kconfig::KConfig, KmodError> {
+fn check_supported(kernel: &Kernel) -> Result<crate::kernel::config::KConfig, KmodError> {
     let unsupported = |why: String| Err(KmodError::Unsupported { release: kernel.release.clone(), why });
     if !kernel.config.is_file() {
         return unsupported(format!("its config {} is missing", kernel.config.display()));
     }
-    let cfg = kconfig::KConfig::load(&kernel.config)?;
+    let cfg = crate::kernel::config::KConfig::load(&kernel.config)
+        .map_err(|e| KmodError::io(format!("reading {}", kernel.config.display()), e))?;
     if !cfg.on("X86_64") {
         return unsupported("only x86_64 kernels are supported".into());
     }

@@ -1,10 +1,8 @@
-//! A kernel's `.config`, read once: what the module builder derives its code generation and its
-//! toolchain from.
+//! A kernel's `.config`, read once: what the prerequisite check, the case gates and the module
+//! builder (code generation, toolchain) read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-
-use super::KmodError;
 
 /// `CONFIG_*` symbols that are set (`=y`, `=m`, a number or a string). Unset ones (`# … is not
 /// set`) are absent.
@@ -24,15 +22,18 @@ impl KConfig {
         Self { values }
     }
 
-    pub fn load(path: &Path) -> Result<Self, KmodError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| KmodError::io(format!("reading {}", path.display()), e))?;
-        Ok(Self::parse(&text))
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        Ok(Self::parse(&std::fs::read_to_string(path)?))
     }
 
     /// `CONFIG_<name>` is `y` or `m` (`name` without the prefix).
     pub fn on(&self, name: &str) -> bool {
         matches!(self.get(name), Some("y" | "m"))
+    }
+
+    /// `CONFIG_<name>` is `y` (built in).
+    pub fn builtin(&self, name: &str) -> bool {
+        self.get(name) == Some("y")
     }
 
     /// Any of the names is on: for options renamed between kernel lines (`RETPOLINE` became
