@@ -131,7 +131,6 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
         })
         .collect();
     let items = plan_items(cfg, &suites, &prepared, progress);
-    let running = std::sync::Mutex::new(std::collections::BTreeSet::<usize>::new());
     let label = |w: &WorkItem| {
         let k = &prepared[w.kernel].0;
         let kernel = if cfg.kernels.len() > 1 { format!(" [{}]", k.spec) } else { String::new() };
@@ -155,16 +154,17 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
                 run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, progress)
             }
         },
-        |i| {
+        |i, running| {
             if matches!(items[i].todo, Todo::Run { .. }) && cfg.jobs > 1 {
-                let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
-                r.insert(i);
-                let now: Vec<String> = r.iter().map(|&j| label(&items[j])).collect();
+                let now: Vec<String> = running
+                    .iter()
+                    .filter(|&&j| matches!(items[j].todo, Todo::Run { .. }))
+                    .map(|&j| label(&items[j]))
+                    .collect();
                 progress.note(format!("running {}: {}", now.len(), now.join(", ")));
             }
         },
         |i, outcome| {
-            running.lock().unwrap_or_else(|p| p.into_inner()).remove(&i);
             let w = &items[i];
             if w.first_of_suite && w.suite == 0 && !version_notes[w.kernel].is_empty() {
                 let k = &prepared[w.kernel].0;

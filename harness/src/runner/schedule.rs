@@ -16,15 +16,16 @@ struct State {
 }
 
 /// Run `work` over `items` on up to `jobs` threads (each item on one thread, from start to
-/// end: a VM belongs to the thread that booted it). `started(i)` and `deliver(i, result)` run
-/// on the calling thread; `deliver` sees the items in order. An error from `deliver` stops new
+/// end: a VM belongs to the thread that booted it). `started(i, running)` (as an item starts)
+/// and `deliver(i, result)` run on the calling thread; `deliver` sees the items in order,
+/// while `running` is the set of items on a thread right now, whatever the delivery order. An error from `deliver` stops new
 /// items from starting and is returned once the running ones are done.
 pub fn run_in_order<T, R, E>(
     items: &[T],
     jobs: usize,
     exclusive: impl Fn(&T) -> bool + Sync,
     work: impl Fn(usize, &T) -> R + Sync,
-    mut started: impl FnMut(usize),
+    mut started: impl FnMut(usize, &std::collections::BTreeSet<usize>),
     mut deliver: impl FnMut(usize, R) -> Result<(), E>,
 ) -> Result<(), E>
 where
@@ -79,12 +80,17 @@ where
         }
         drop(tx);
         let mut pending: BTreeMap<usize, R> = BTreeMap::new();
+        let mut running = std::collections::BTreeSet::new();
         let mut next_out = 0;
         let mut result = Ok(());
         for msg in rx {
             match msg {
-                Msg::Started(i) => started(i),
+                Msg::Started(i) => {
+                    running.insert(i);
+                    started(i, &running);
+                }
                 Msg::Done(i, r) => {
+                    running.remove(&i);
                     pending.insert(i, r);
                     while let Some(r) = pending.remove(&next_out) {
                         if result.is_ok() {
@@ -121,7 +127,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(*ms));
                 i * 10
             },
-            |_| {},
+            |_, _| {},
             |i, r| {
                 seen.push((i, r));
                 Ok(())
@@ -150,7 +156,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(20));
                 running.fetch_sub(1, Ordering::SeqCst);
             },
-            |_| {},
+            |_, _| {},
             |_, _| Ok(()),
         )
         .unwrap();
@@ -170,7 +176,7 @@ mod tests {
                 ran.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(10));
             },
-            |_| {},
+            |_, _| {},
             |i, _| if i == 2 { Err("stdout closed") } else { Ok(()) },
         );
         assert_eq!(r, Err("stdout closed"));
