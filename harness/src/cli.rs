@@ -73,7 +73,8 @@ pub enum SnapshotsCommand {
     /// One table, cases × kernels: for each kernel whether its snapshots of a case are
     /// identical to the first kernel's, changed, or absent.
     Matrix {
-        /// Kernels, the first being the baseline [default: the pinned matrix].
+        /// Kernels, the first being the baseline [default: the pinned default, then the rest of
+        /// the pinned matrix].
         #[arg(long = "kernel", value_name = "SPEC")]
         kernels: Vec<String>,
         /// Print JSON (schema `klp-conform.snapshot-matrix.v1`) instead of the table.
@@ -463,8 +464,11 @@ fn snapshots_diff(kernels: &[String], dir: &std::path::Path, common: &CommonArgs
 
 fn snapshots_matrix(kernels: &[String], json: bool, dir: &std::path::Path, common: &CommonArgs) -> Result<(), String> {
     let specs = if kernels.is_empty() {
+        // The default kernel first: it is the baseline every other column is compared with.
         let pins = common.pins()?;
-        pins.matrix.iter().map(|n| KernelSpec::Pinned(pins.get(n).expect("validated").clone())).collect()
+        let mut names = vec![pins.default.as_str()];
+        names.extend(pins.matrix.iter().map(String::as_str).filter(|n| *n != pins.default));
+        names.iter().map(|n| KernelSpec::Pinned(pins.get(n).expect("validated").clone())).collect()
     } else {
         common.kernel_specs(kernels)?
     };

@@ -101,13 +101,14 @@ static PID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(\S):\d+ is ").unwra
 
 /// The kernel log lines a snapshot keeps: the livepatch core's (`livepatch: …`, the
 /// TAINT_LIVEPATCH notice) and those of the case's own modules (`<module>: …`), with pointers
-/// and pids masked. Per-retry debug lines (`klp_try_switch_task: …`) go: how many retries a
-/// transition needs depends on timing.
+/// and pids masked. Per-retry debug lines go: how many retries a transition needs depends on
+/// timing. They are `klp_try_switch_task: …`, and before 6.1 also `klp_check_stack: …`
+/// (version note T4).
 pub fn normalise_kmsg(records: &[KmsgRecord], modules: &[String]) -> Vec<String> {
     records
         .iter()
         .map(|r| r.text.trim_end())
-        .filter(|t| !t.contains("klp_try_switch_task"))
+        .filter(|t| !t.contains("klp_try_switch_task") && !t.contains("klp_check_stack: "))
         .filter(|t| {
             t.starts_with("livepatch: ")
                 || t.contains("TAINT_LIVEPATCH")
@@ -132,6 +133,7 @@ mod tests {
             rec("klp_ref_cmdline: tainting kernel with TAINT_LIVEPATCH"),
             rec("livepatch: enabling patch 'klp_ref_cmdline'"),
             rec("livepatch: klp_try_switch_task: klp_ref_busy:93 is sleeping on function klp_ref_busy_func"),
+            rec("livepatch: klp_check_stack: klp_ref_busy:93 is sleeping on function klp_ref_busy_func"),
             rec("klp_ref_shadow: klp_shadow_get(obj=PTR1, id=0x1234) = PTR0"),
             rec("livepatch: Failed to construct shadow variable <(____ptrval____), 1236> (-22)"),
             rec("livepatch: Failed to construct shadow variable <00000000deadbeef, 1236> (-22)"),
