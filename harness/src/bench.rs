@@ -252,7 +252,7 @@ impl SuiteBench {
         }
     }
 
-    pub fn add(&mut self, variant: usize, wall: Duration, report: &crate::runner::Report) {
+    pub fn add(&mut self, variant: usize, wall: Duration, report: &crate::report::Report) {
         self.walls[variant].push(wall);
         let cases = report.runs.iter().flat_map(|r| r.cases.iter().map(move |c| (r, c)));
         let mut verdicts = Vec::new();

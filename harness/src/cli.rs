@@ -487,7 +487,7 @@ fn snapshots_matrix(kernels: &[String], json: bool, dir: &std::path::Path, commo
 
 /// `--snapshots review`: hand the pending snapshots to `cargo insta review` when a person is
 /// at the terminal and the tool is installed; otherwise say how.
-fn offer_review(report: &runner::Report, workspace: &std::path::Path, progress: &Progress) {
+fn offer_review(report: &crate::report::Report, workspace: &std::path::Path, progress: &Progress) {
     use crate::snapshot::SnapshotStatus;
     use std::io::IsTerminal;
     let pending = report

@@ -100,7 +100,7 @@ fn kcidb_is_valid_for_kcidb_io() {
 
 #[test]
 fn a_kernel_that_never_resolved_is_still_valid_junit_and_kcidb() {
-    use klp_conform::runner::{CaseOutcome, KernelInfo, KernelRun, Report};
+    use klp_conform::report::{CaseOutcome, KernelInfo, KernelRun, Report};
     let r = Report::new(vec![KernelRun {
         kernel: KernelInfo { spec: "debian:6.1.0-99-amd64".into(), release: None, version: None, config: None },
         accel: "auto".into(),

@@ -10,7 +10,7 @@ mod validators;
 use std::collections::BTreeSet;
 
 use klp_conform::report::{json, sample};
-use klp_conform::runner::{CaseOutcome, KernelInfo, KernelRun, Report, Status};
+use klp_conform::report::{CaseOutcome, KernelInfo, KernelRun, Report, Status};
 use serde_json::Value;
 use validators::*;
 

@@ -307,6 +307,37 @@ pub fn decode<T: for<'de> Deserialize<'de>>(line: &str) -> Result<Envelope<T>, s
     serde_json::from_str(line.trim_end())
 }
 
+/// The kernel's taint flags (`/proc/sys/kernel/tainted`), by letter: what the guest reports and
+/// the suites name.
+pub mod taint {
+    /// The letters of /proc/sys/kernel/tainted bits 0..=18 (Documentation/admin-guide/tainted-kernels.rst).
+    pub const TAINT_FLAGS: &str = "PFSRMBUDAWCIOELKXTN";
+    const TAINT_LETTERS: &[u8] = TAINT_FLAGS.as_bytes();
+
+    /// The bit of a taint flag letter (`K` → 15).
+    pub fn taint_bit(letter: &str) -> Option<u32> {
+        let mut chars = letter.chars();
+        let c = chars.next()?;
+        if chars.next().is_some() {
+            return None;
+        }
+        TAINT_FLAGS.find(c).map(|i| i as u32)
+    }
+
+    /// `45056` → `45056 (O E K)`.
+    pub fn describe_taint(value: &str) -> String {
+        let Ok(bits) = value.parse::<u64>() else { return value.to_string() };
+        if bits == 0 {
+            return "0".into();
+        }
+        let letters: Vec<String> = (0..64)
+            .filter(|b| bits & (1 << b) != 0)
+            .map(|b| TAINT_LETTERS.get(b).map_or(format!("bit{b}"), |c| (*c as char).to_string()))
+            .collect();
+        format!("{bits} ({})", letters.join(" "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

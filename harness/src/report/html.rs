@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::runner::{Report, Status};
+use crate::report::model::{Report, Status};
 
 const TEMPLATE: &str = include_str!("../../../reports/html/report.html.tmpl");
 const STYLE: &str = include_str!("../../../reports/html/report.css");

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::fsutil::write_atomic;
-use crate::runner::Report;
+use crate::report::model::Report;
 
 pub fn write_report(report: &Report, out_dir: &Path) -> std::io::Result<()> {
     write_atomic(&out_dir.join("report.json"), render(report).as_bytes())
@@ -19,7 +19,7 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::*;
+    use crate::report::model::*;
 
     #[test]
     fn report_has_the_contract_shape() {

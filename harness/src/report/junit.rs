@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestSuite};
 
-use crate::runner::{CaseOutcome, KernelRun, Report, Status};
+use crate::report::model::{CaseOutcome, KernelRun, Report, Status};
 use crate::snapshot::SnapshotStatus;
 
 /// `junit.xml` for `report`.

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::clean_text;
-use crate::runner::{CaseOutcome, KernelRun, Report, Status};
+use crate::report::model::{CaseOutcome, KernelRun, Report, Status};
 
 pub const ORIGIN: &str = "klp_conform";
 pub const MAJOR: u32 = 5;

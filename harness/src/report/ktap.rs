@@ -17,7 +17,7 @@
 
 use std::io::Write;
 
-use crate::runner::{CaseOutcome, Status};
+use crate::report::model::{CaseOutcome, Status};
 
 /// Writes KTAP to any sink (stdout in the CLI, a buffer in tests), flushing per line so a
 /// CI log shows progress.
@@ -137,7 +137,7 @@ fn diagnostics(c: &CaseOutcome) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::Failure;
+    use crate::report::model::Failure;
 
     fn outcome(case: &str, status: Status) -> CaseOutcome {
         let mut c = CaseOutcome::new("lifecycle", case, vec!["L1".into()]);

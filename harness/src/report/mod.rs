@@ -14,13 +14,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::write_atomic;
-use crate::runner::{Report, RunError};
+use crate::runner::RunError;
+
+pub use model::*;
 
 pub mod html;
 pub mod json;
 pub mod junit;
 pub mod kcidb;
 pub mod ktap;
+pub mod model;
 #[doc(hidden)]
 pub mod sample;
 

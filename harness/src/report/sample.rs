@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::runner::{CaseOutcome, Failure, KernelInfo, KernelRun, Report, Status, StepTiming};
+use crate::report::model::{CaseOutcome, Failure, KernelInfo, KernelRun, Report, Status, StepTiming};
 use crate::snapshot::{SnapshotResult, SnapshotStatus};
 use crate::suite::spec::{Coverage, VersionNote};
 
@@ -38,7 +38,7 @@ fn case(
 ) -> CaseOutcome {
     let ran = started_at.is_some();
     CaseOutcome {
-        id: crate::runner::case_id(suite, case),
+        id: crate::report::model::case_id(suite, case),
         suite: suite.into(),
         case: case.into(),
         status,

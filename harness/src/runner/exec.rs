@@ -5,63 +5,12 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use klp_protocol::{errno_by_name, Condition, EntryKind, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
+use klp_protocol::{errno_by_name, Condition, EntryKind, Errno, KmsgRecord, TaskInfo, TreeEntry};
 
-use super::outcome::{Failure, StepTiming};
+use super::guest::{Guest, GuestError, GuestFault};
+use crate::report::model::{Failure, StepTiming};
 use crate::snapshot::{SnapshotResult, SnapshotSettings, SnapshotStatus};
 use crate::suite::{Case, KmsgStep, PatchStateStep, PerKernel, ReadStep, ReaderStep, Step, WaitStep};
-
-/// The guest as the executor needs it. The real one is a VM with the agent; unit tests use a
-/// fake. `Ok(Err(errno))` is an observation (the kernel said no); `Err(GuestError)` means the
-/// guest could not be asked (agent gone, VM dead).
-pub trait Guest {
-    fn read_file(&mut self, path: &str) -> Result<Result<String, Errno>, GuestError>;
-    fn write_file(&mut self, path: &str, data: &str) -> Result<Result<(), Errno>, GuestError>;
-    fn load_module(&mut self, path: &str, params: &str) -> Result<Result<(), Errno>, GuestError>;
-    fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError>;
-    /// Poll `cond` in the guest; `Ok((met, last value seen))`.
-    fn wait_for(&mut self, cond: Condition, timeout: Duration) -> Result<(bool, Option<String>), GuestError>;
-    fn list_tree(&mut self, path: &str) -> Result<Result<Vec<TreeEntry>, Errno>, GuestError>;
-    /// Kernel log records with a sequence number >= `since_seq`.
-    fn read_kmsg(&mut self, since_seq: u64) -> Result<Vec<KmsgRecord>, GuestError>;
-    fn tasks(&mut self) -> Result<Vec<TaskInfo>, GuestError>;
-    fn start_reader(&mut self, tag: &str, path: &str) -> Result<i32, GuestError>;
-    fn reader_status(&mut self, tag: &str) -> Result<ReaderState, GuestError>;
-    /// An oops, BUG, WARNING or panic the kernel printed so far, as an excerpt.
-    fn kernel_problem(&mut self) -> Option<String>;
-    /// The kernel console so far (to judge a guest that stopped answering).
-    fn console_text(&mut self) -> String;
-}
-
-/// Why the guest could not be asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestFault {
-    /// The VM reported the kernel dead: a panic (QMP or console), the guest resetting itself.
-    KernelDied,
-    /// The agent stopped answering or its channel broke, and the VM reported no death: the
-    /// console decides whether the kernel is to blame ([`judge_lost_guest`]).
-    Lost,
-    /// Something else the harness could not do (a request the agent refused, a snapshot it
-    /// could not store).
-    Harness,
-}
-
-/// The guest could not be asked.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct GuestError {
-    /// One line.
-    pub message: String,
-    pub fault: GuestFault,
-    /// Console lines that show what happened, when the VM had them at hand (a panic).
-    pub excerpt: Option<String>,
-}
-
-impl GuestError {
-    pub fn harness(message: impl Into<String>) -> Self {
-        Self { message: message.into(), fault: GuestFault::Harness, excerpt: None }
-    }
-}
 
 /// The verdict on a guest that could not be asked: `Ok((expected, actual))` is a FAIL (the
 /// kernel died: the VM says so, or the console shows an oops, BUG, general protection fault,
@@ -405,7 +354,7 @@ fn check_kmsg(k: &KmsgStep, records: &[KmsgRecord]) -> Result<(), (String, Strin
 
 /// `/proc/sys/kernel/tainted` has every flag of `set` and none of `clear`.
 fn check_taint(t: &crate::suite::TaintStep, value: Result<String, Errno>) -> Result<(), (String, String)> {
-    use crate::snapshot::capture::{describe_taint, taint_bit};
+    use klp_protocol::taint::{describe_taint, taint_bit};
     let text = value.map_err(|e| ("a readable /proc/sys/kernel/tainted".to_string(), describe_errno(&e)))?;
     let bits: u64 =
         text.trim().parse().map_err(|_| ("a number in /proc/sys/kernel/tainted".to_string(), text.clone()))?;
@@ -568,6 +517,7 @@ pub(crate) mod fake {
     //! An in-memory guest for the executor's unit tests: files, modules and a scripted
     //! kernel problem. Never the proof that a feature works: that is the VM tests' job.
     use super::*;
+    use klp_protocol::ReaderState;
     use std::collections::BTreeMap;
 
     #[derive(Default)]

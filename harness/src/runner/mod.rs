@@ -3,10 +3,10 @@
 //! the outcomes to the reporters.
 
 pub mod exec;
-pub mod outcome;
+pub mod guest;
 mod run;
 pub mod schedule;
 
-pub use exec::{judge_lost_guest, run_case, Guest, GuestError, GuestFault};
-pub use outcome::*;
-pub use run::{chain, chain_error, run, RunConfig, RunError, VmGuest};
+pub use exec::{judge_lost_guest, run_case};
+pub use guest::{Guest, GuestError, GuestFault, VmGuest};
+pub use run::{chain, chain_error, run, RunConfig, RunError};

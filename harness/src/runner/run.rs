@@ -4,18 +4,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use klp_protocol::{Condition, Errno, KmsgRecord, ReaderState, TaskInfo, TreeEntry};
-
-use super::exec::{run_case_with, Guest, GuestError, GuestFault, SnapshotContext};
-use super::outcome::*;
+use super::exec::{run_case_with, SnapshotContext};
+use super::guest::VmGuest;
 use super::schedule;
-use crate::agent_client::{AgentClient, AgentError};
 use crate::image::GuestRecipe;
 use crate::kernel::{self, Kernel, KernelSpec};
 use crate::progress::Progress;
 use crate::report::ktap::KtapWriter;
+use crate::report::model::*;
 use crate::snapshot::{SnapshotSettings, SnapshotStatus};
 use crate::suite::{self, Suite};
 use crate::vm::{self, Accel, Vm, VmConfig};
@@ -487,76 +485,6 @@ fn run_one(
     }
     progress.note(format!("{} › {}: {:?} ({:.1}s)", suite.name(), case.name(), out.status, out.duration_s));
     out
-}
-
-/// The executor's view of a booted VM.
-pub struct VmGuest<'a> {
-    vm: &'a mut Vm,
-}
-
-impl<'a> VmGuest<'a> {
-    pub fn new(vm: &'a mut Vm) -> Self {
-        Self { vm }
-    }
-
-    /// One agent call. A failure says whether the VM saw the kernel die, the channel was lost
-    /// (the executor then reads the console: [`super::exec::judge_lost_guest`]) or the agent
-    /// could not serve the request.
-    fn call<T>(&mut self, f: impl FnOnce(&mut AgentClient) -> Result<T, AgentError>) -> Result<T, GuestError> {
-        f(self.vm.agent()).map_err(|e| {
-            let fault = if e.kernel_died() {
-                GuestFault::KernelDied
-            } else if e.is_lost_channel() {
-                GuestFault::Lost
-            } else {
-                GuestFault::Harness
-            };
-            let excerpt = match &e {
-                AgentError::GuestDied { gone, .. } => Some(gone.excerpt.clone()),
-                _ => None,
-            };
-            GuestError { message: e.summary(), fault, excerpt }
-        })
-    }
-}
-
-impl Guest for VmGuest<'_> {
-    fn read_file(&mut self, path: &str) -> Result<Result<String, Errno>, GuestError> {
-        self.call(|a| a.read_file(path))
-    }
-    fn write_file(&mut self, path: &str, data: &str) -> Result<Result<(), Errno>, GuestError> {
-        self.call(|a| a.write_file(path, data))
-    }
-    fn load_module(&mut self, path: &str, params: &str) -> Result<Result<(), Errno>, GuestError> {
-        self.call(|a| a.load_module(path, params))
-    }
-    fn unload_module(&mut self, name: &str) -> Result<Result<(), Errno>, GuestError> {
-        self.call(|a| a.unload_module(name))
-    }
-    fn wait_for(&mut self, cond: Condition, timeout: Duration) -> Result<(bool, Option<String>), GuestError> {
-        self.call(|a| a.wait_for(cond, timeout))
-    }
-    fn list_tree(&mut self, path: &str) -> Result<Result<Vec<TreeEntry>, Errno>, GuestError> {
-        self.call(|a| a.list_tree(path))
-    }
-    fn read_kmsg(&mut self, since_seq: u64) -> Result<Vec<KmsgRecord>, GuestError> {
-        self.call(|a| a.read_kmsg(since_seq))
-    }
-    fn tasks(&mut self) -> Result<Vec<TaskInfo>, GuestError> {
-        self.call(|a| a.tasks())
-    }
-    fn start_reader(&mut self, tag: &str, path: &str) -> Result<i32, GuestError> {
-        self.call(|a| a.start_reader(tag, path))
-    }
-    fn reader_status(&mut self, tag: &str) -> Result<ReaderState, GuestError> {
-        self.call(|a| a.reader_status(tag))
-    }
-    fn kernel_problem(&mut self) -> Option<String> {
-        self.vm.console_problem().map(|p| p.excerpt)
-    }
-    fn console_text(&mut self) -> String {
-        self.vm.console_text()
-    }
 }
 
 /// An error and its causes on one line, for report fields.

@@ -7,24 +7,12 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::runner::exec::{render_tree, Guest, GuestError};
+use crate::runner::exec::render_tree;
+use crate::runner::guest::{Guest, GuestError};
+use klp_protocol::taint::describe_taint;
 use klp_protocol::KmsgRecord;
 
 const LIVEPATCH_ROOT: &str = "/sys/kernel/livepatch";
-
-/// The letters of /proc/sys/kernel/tainted bits 0..=18 (Documentation/admin-guide/tainted-kernels.rst).
-pub const TAINT_FLAGS: &str = "PFSRMBUDAWCIOELKXTN";
-const TAINT_LETTERS: &[u8] = TAINT_FLAGS.as_bytes();
-
-/// The bit of a taint flag letter (`K` → 15).
-pub fn taint_bit(letter: &str) -> Option<u32> {
-    let mut chars = letter.chars();
-    let c = chars.next()?;
-    if chars.next().is_some() {
-        return None;
-    }
-    TAINT_FLAGS.find(c).map(|i| i as u32)
-}
 
 pub fn capture(guest: &mut dyn Guest, modules: &[String]) -> Result<String, GuestError> {
     let mut out = String::new();
@@ -80,19 +68,6 @@ fn indent_into(out: &mut String, text: &str) {
         out.push_str(l);
         out.push('\n');
     }
-}
-
-/// `45056` → `45056 (O E K)`.
-pub fn describe_taint(value: &str) -> String {
-    let Ok(bits) = value.parse::<u64>() else { return value.to_string() };
-    if bits == 0 {
-        return "0".into();
-    }
-    let letters: Vec<String> = (0..64)
-        .filter(|b| bits & (1 << b) != 0)
-        .map(|b| TAINT_LETTERS.get(b).map_or(format!("bit{b}"), |c| (*c as char).to_string()))
-        .collect();
-    format!("{bits} ({})", letters.join(" "))
 }
 
 static PTR: LazyLock<Regex> =

@@ -176,11 +176,8 @@ fn validate_step(step: &Spanned<Step>) -> Result<(), Invalid> {
         Step::Taint(t) => {
             check(!t.set.is_empty() || !t.clear.is_empty(), at, || "a taint step needs `set` or `clear`".into())?;
             for l in t.set.iter().chain(&t.clear) {
-                check(crate::snapshot::capture::taint_bit(l).is_some(), at, || {
-                    format!(
-                        "`{l}` is not a taint flag letter; expected one of {}",
-                        crate::snapshot::capture::TAINT_FLAGS
-                    )
+                check(klp_protocol::taint::taint_bit(l).is_some(), at, || {
+                    format!("`{l}` is not a taint flag letter; expected one of {}", klp_protocol::taint::TAINT_FLAGS)
                 })?;
             }
             Ok(())

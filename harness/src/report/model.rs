@@ -1,4 +1,6 @@
-//! What a run produced, in the shape of `report.json` (schema `klp-conform.report.v1`).
+//! What a run produced, in the shape of `report.json` (schema `klp-conform.report.v1`): the
+//! result model every reporter renders. Public API: `reports/schema/report.schema.json` describes
+//! its JSON form, and a test keeps the two in step.
 
 use std::collections::BTreeMap;
 
