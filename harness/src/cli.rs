@@ -371,7 +371,11 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             return EXIT_HARNESS;
         }
     };
-    match runner::run(&cfg, std::io::stdout().lock(), progress) {
+    // KTAP on stdout, progress on stderr, the result files: the contract.
+    let mut ktap = crate::report::event::KtapReporter::new(std::io::stdout().lock());
+    let mut lines = crate::report::event::ProgressReporter::new(progress, cfg.jobs > 1, cfg.snapshots.write_pending);
+    let mut files = crate::report::event::FilesReporter::new(cfg.out.clone(), cfg.reports.clone(), progress);
+    match runner::run(&cfg, &mut [&mut ktap, &mut lines, &mut files], progress) {
         Ok(report) => {
             if cfg.snapshots.mode == SnapshotMode::Review {
                 offer_review(&report, &cfg.workspace, progress);
@@ -426,7 +430,8 @@ fn bench_suite(
             progress.note(format!("round {}/{rounds}: {}", round + 1, v.label));
             let cfg = config(v.jobs, v.fresh_boot, scratch.path().join(format!("{i}-{round}")));
             let started = std::time::Instant::now();
-            let report = runner::run(&cfg, std::io::sink(), &quiet).map_err(|e| e.to_string())?;
+            let mut files = crate::report::event::FilesReporter::new(cfg.out.clone(), cfg.reports.clone(), &quiet);
+            let report = runner::run(&cfg, &mut [&mut files], &quiet).map_err(|e| e.to_string())?;
             let wall = started.elapsed();
             progress.note(format!("  {:.1} s: {:?}", wall.as_secs_f64(), report.summary));
             results.add(i, wall, &report);

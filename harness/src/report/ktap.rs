@@ -64,7 +64,9 @@ impl<W: Write> KtapWriter<W> {
                 ("ok", format!(" # SKIP {}", one_line(c.skip_reason.as_deref().unwrap_or("no reason given"))))
             }
             Status::Fail => ("not ok", String::new()),
-            Status::Error => ("not ok", format!(" # ERROR {}", one_line(c.error.as_deref().unwrap_or("")))),
+            // One line CI dashboards show: what went wrong; the detail (a console excerpt) is in
+            // the diagnostics above and in the logs.
+            Status::Error => ("not ok", format!(" # ERROR {}", headline(c.error.as_deref().unwrap_or("")))),
         };
         if matches!(c.status, Status::Fail | Status::Error) {
             self.sub_failed = true;
@@ -96,6 +98,19 @@ impl<W: Write> KtapWriter<W> {
 fn ktap_name(s: &str) -> String {
     s.chars().map(|c| if c.is_whitespace() || c == '#' { '_' } else { c }).collect()
 }
+
+/// The first line of `s`, at most [`HEADLINE`] characters.
+fn headline(s: &str) -> String {
+    let first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    if first.chars().count() <= HEADLINE {
+        return first.to_string();
+    }
+    let cut: String = first.chars().take(HEADLINE - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// How long a verdict line's reason may be.
+const HEADLINE: usize = 160;
 
 fn one_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
@@ -146,6 +161,16 @@ mod tests {
     }
 
     #[test]
+    fn verdict_lines_stay_short() {
+        let long =
+            format!("the VM did not start: guest died during boot: {}\n--- console ---\n[ 1.0] Oops", "x".repeat(300));
+        let h = headline(&long);
+        assert_eq!(h.chars().count(), HEADLINE);
+        assert!(h.ends_with('…') && !h.contains("console"));
+        assert_eq!(headline("\n  short\nmore"), "short");
+    }
+
+    #[test]
     fn streams_valid_ktap() {
         let mut w = KtapWriter::new(Vec::new(), 1).unwrap();
         w.begin_suite("lifecycle", "6.1.0-56-amd64 (debian)", 4).unwrap();
@@ -179,7 +204,7 @@ mod tests {
             ok 3 skipped # SKIP kernel lacks stack_order
             # broken: error: VM did not boot
             # broken: error: console tail
-            not ok 4 broken # ERROR VM did not boot | console tail
+            not ok 4 broken # ERROR VM did not boot
         not ok 1 lifecycle
         ");
     }

@@ -18,6 +18,7 @@ use crate::runner::RunError;
 
 pub use model::*;
 
+pub mod event;
 pub mod html;
 pub mod json;
 pub mod junit;

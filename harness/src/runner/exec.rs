@@ -77,18 +77,26 @@ pub struct SnapshotContext<'a> {
 
 /// Run a case without stored snapshots (a `snapshot` step only captures).
 pub fn run_case(case: &Case, guest: &mut dyn Guest) -> CaseRun {
-    run_case_with(case, guest, None)
+    run_case_with(case, guest, None, &mut |_, _| {})
 }
 
-pub fn run_case_with(case: &Case, guest: &mut dyn Guest, snapshots: Option<&SnapshotContext>) -> CaseRun {
+/// Run a case's steps; `on_step` hears of each step as it ends, with the snapshots it took.
+pub fn run_case_with(
+    case: &Case,
+    guest: &mut dyn Guest,
+    snapshots: Option<&SnapshotContext>,
+    on_step: &mut dyn FnMut(&StepTiming, &[SnapshotResult]),
+) -> CaseRun {
     let mut out = CaseRun::default();
     let mut state = CaseState { marks: BTreeMap::new(), case, modules: case.modules(), snapshots, taken: Vec::new() };
     for (i, step) in case.steps.iter().enumerate() {
         let label = format!("{}: {}", i + 1, step.value.describe());
         let started = Instant::now();
         let result = run_step(&step.value, guest, &mut state);
+        let timing = StepTiming { step: label.clone(), duration_s: started.elapsed().as_secs_f64() };
+        on_step(&timing, &state.taken);
         out.snapshots.append(&mut state.taken);
-        out.steps.push(StepTiming { step: label.clone(), duration_s: started.elapsed().as_secs_f64() });
+        out.steps.push(timing);
         let fail = |expected: String, actual: String| Failure {
             step: label.clone(),
             line: Some(step.referenced.line()),

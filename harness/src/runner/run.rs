@@ -2,7 +2,6 @@
 //! initramfs, accelerator), then give every case a freshly booted guest — a forced patch pins
 //! its module for the rest of a boot (SPEC F5), so no case may inherit another's state.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,9 +11,9 @@ use super::schedule;
 use crate::image::GuestRecipe;
 use crate::kernel::{self, Kernel, KernelSpec};
 use crate::progress::Progress;
-use crate::report::ktap::KtapWriter;
+use crate::report::event::{CaseRef, Event, Reporter, ReporterError};
 use crate::report::model::*;
-use crate::snapshot::{SnapshotSettings, SnapshotStatus};
+use crate::snapshot::SnapshotSettings;
 use crate::suite::{self, Suite};
 use crate::vm::{self, Accel, Vm, VmConfig};
 use crate::{image, kmod};
@@ -53,6 +52,12 @@ pub enum RunError {
     },
 }
 
+impl From<ReporterError> for RunError {
+    fn from(e: ReporterError) -> Self {
+        RunError::Output { path: e.what, source: e.source }
+    }
+}
+
 struct LoadedSuite {
     path: PathBuf,
     text: String,
@@ -73,9 +78,10 @@ struct Prepared {
     saved: Option<vm::SavedState>,
 }
 
-/// Run every suite on every kernel; KTAP goes to `ktap`, progress to stderr, result files to
-/// `cfg.out`. Returns the report (its `exit_code()` is the process's).
-pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Report, RunError> {
+/// Run every suite on every kernel, telling `reporters` what happens (see
+/// [`crate::report::event`]); progress on long preparation work goes to `progress`. Returns the
+/// report (its `exit_code()` is the process's).
+pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Progress) -> Result<Report, RunError> {
     // Parse everything first: a bad suite file is reported before any download or boot.
     let suites = cfg
         .suites
@@ -92,28 +98,15 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
     std::fs::create_dir_all(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
     crate::report::check_writable(&cfg.out, &cfg.reports)?;
 
-    let mut ktap = KtapWriter::new(ktap, cfg.kernels.len() * suites.len())
-        .map_err(|source| RunError::Output { path: "stdout".into(), source })?;
-    // Every kernel's artefacts first (downloads and builds are the CPU's, not the guests'),
-    // then every case of every kernel through one pool of guests.
-    let prepared: Vec<(KernelInfo, Result<Prepared, String>)> = cfg
-        .kernels
-        .iter()
-        .map(|spec| {
-            let p = prepare(spec, cfg, &guest, &suites, progress);
-            if let Err(e) = &p {
-                // Said once here; every case of this kernel then reports it as its error.
-                progress.note(format!("error: kernel {spec}: {e}"));
-            }
-            let info = KernelInfo {
-                spec: spec.to_string(),
-                release: p.as_ref().ok().map(|p| p.kernel.release.clone()),
-                version: p.as_ref().ok().map(|p| p.kernel.version.clone()),
-                config: p.as_ref().ok().and_then(|p| crate::report::keep_kernel_config(&cfg.out, &p.kernel, progress)),
-            };
-            (info, p)
-        })
-        .collect();
+    // The scheduler's callbacks all report, one after the other on this thread.
+    let reporters = std::cell::RefCell::new(reporters);
+    let emit = |e: &Event<'_>| -> Result<(), RunError> {
+        for r in reporters.borrow_mut().iter_mut() {
+            r.report(e)?;
+        }
+        Ok(())
+    };
+    emit(&Event::RunStarted { suites_per_kernel: suites.len(), kernels: cfg.kernels.len() })?;
     let notes = match suite::spec::VersionNotes::load(&cfg.workspace.join("suites/spec/versions.yaml")) {
         Ok(n) => n,
         Err(e) => {
@@ -121,106 +114,135 @@ pub fn run(cfg: &RunConfig, ktap: impl Write, progress: &Progress) -> Result<Rep
             suite::spec::VersionNotes::default()
         }
     };
-    let version_notes: Vec<Vec<suite::spec::VersionNote>> = prepared
-        .iter()
-        .map(|(_, p)| match p.as_ref().ok().and_then(|p| suite::kernel_version(&p.kernel)) {
+    // Every kernel's artefacts first (downloads and builds are the CPU's, not the guests'),
+    // then every case of every kernel through one pool of guests.
+    let mut prepared: Vec<PreparedKernel> = Vec::new();
+    for (k, spec) in cfg.kernels.iter().enumerate() {
+        let p = prepare(spec, cfg, &guest, &suites, progress);
+        let info = KernelInfo {
+            spec: spec.to_string(),
+            release: p.as_ref().ok().map(|p| p.kernel.release.clone()),
+            version: p.as_ref().ok().map(|p| p.kernel.version.clone()),
+            config: p.as_ref().ok().and_then(|p| crate::report::keep_kernel_config(&cfg.out, &p.kernel, progress)),
+        };
+        let version_notes = match p.as_ref().ok().and_then(|p| suite::kernel_version(&p.kernel)) {
             Some(v) => notes.applying_to(v),
             None => Vec::new(),
-        })
-        .collect();
-    let items = plan_items(cfg, &suites, &prepared, progress);
-    let label = |w: &WorkItem| {
-        let k = &prepared[w.kernel].0;
-        let kernel = if cfg.kernels.len() > 1 { format!(" [{}]", k.spec) } else { String::new() };
-        format!("{} › {}{kernel}", suites[w.suite].suite.name(), w.case_name)
-    };
+        };
+        emit(&Event::KernelPrepared {
+            kernel: k,
+            info: &info,
+            error: p.as_ref().err().map(String::as_str),
+            version_notes: &version_notes,
+        })?;
+        prepared.push(PreparedKernel { info, prepared: p, version_notes });
+    }
+    let items = plan_items(cfg, &suites, &prepared);
+    let case_ref = |w| case_ref(w, &prepared, &suites);
     let mut cases: Vec<Vec<CaseOutcome>> = vec![Vec::new(); prepared.len()];
-    schedule::run_in_order(
+    // Live events cannot stop the scheduler at once: their first error is kept and ends the
+    // run at the next delivery.
+    let reporter_error: std::cell::RefCell<Option<RunError>> = std::cell::RefCell::new(None);
+    let emit_live = |e: &Event<'_>| {
+        let mut err = reporter_error.borrow_mut();
+        if err.is_none() {
+            *err = emit(e).err();
+        }
+    };
+    let result = schedule::run_in_order(
         &items,
         cfg.jobs,
         |w| w.exclusive,
-        |_, w| match &w.todo {
+        |_, w, live: &dyn Fn(Live)| match &w.todo {
             Todo::Done(outcome) => outcome.clone(),
             Todo::Run { case, base } => {
-                let p = prepared[w.kernel].1.as_ref().expect("only prepared kernels run cases");
+                let p = prepared[w.kernel].prepared.as_ref().expect("only prepared kernels run cases");
                 let snap = SnapshotContext {
                     settings: &cfg.snapshots,
                     source: relative_to(&suites[w.suite].path, &cfg.workspace),
                     suite: suites[w.suite].suite.name().to_string(),
                     release: p.kernel.release.clone(),
                 };
-                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, progress)
+                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)
             }
         },
         |i, running| {
-            if matches!(items[i].todo, Todo::Run { .. }) && cfg.jobs > 1 {
-                let now: Vec<String> = running
+            if matches!(items[i].todo, Todo::Run { .. }) {
+                let running: Vec<CaseRef> = running
                     .iter()
                     .filter(|&&j| matches!(items[j].todo, Todo::Run { .. }))
-                    .map(|&j| label(&items[j]))
+                    .map(|&j| case_ref(&items[j]))
                     .collect();
-                progress.note(format!("running {}: {}", now.len(), now.join(", ")));
+                emit_live(&Event::CaseStarted { case: case_ref(&items[i]), running: &running });
             }
         },
+        |i, live| match live {
+            Live::Step(step) => emit_live(&Event::StepFinished { case: case_ref(&items[i]), step: &step }),
+            Live::Snapshot(s) => emit_live(&Event::SnapshotCompared { case: case_ref(&items[i]), snapshot: &s }),
+        },
         |i, outcome| {
+            if let Some(e) = reporter_error.borrow_mut().take() {
+                return Err(e);
+            }
             let w = &items[i];
-            if w.first_of_suite && w.suite == 0 && !version_notes[w.kernel].is_empty() {
-                let k = &prepared[w.kernel].0;
-                let ids: Vec<&str> = version_notes[w.kernel].iter().map(|n| n.id.as_str()).collect();
-                let line = format!(
-                    "kernel {} ({}) departs from SPEC.md (6.1) in {}: see suites/spec/versions.yaml",
-                    k.release.as_deref().unwrap_or("?"),
-                    k.spec,
-                    ids.join(" ")
-                );
-                progress.note(&line);
-                ktap.diagnostic(&line).map_err(stdout_err)?;
-            }
+            let info = &prepared[w.kernel].info;
+            let suite = suites[w.suite].suite.name();
             if w.first_of_suite {
-                let k = &prepared[w.kernel].0;
-                let label = format!("{} ({})", k.release.as_deref().unwrap_or("unresolved"), k.spec);
-                ktap.begin_suite(suites[w.suite].suite.name(), &label, suites[w.suite].suite.cases.len())
-                    .map_err(stdout_err)?;
+                emit(&Event::SuiteStarted { kernel: w.kernel, info, suite, cases: suites[w.suite].suite.cases.len() })?;
             }
-            ktap.case(&outcome).map_err(stdout_err)?;
+            emit(&Event::CaseFinished { kernel: w.kernel, outcome: &outcome })?;
             if w.last_of_suite {
-                ktap.end_suite().map_err(stdout_err)?;
+                emit(&Event::SuiteFinished { kernel: w.kernel, suite })?;
             }
             cases[w.kernel].push(outcome);
             Ok::<(), RunError>(())
         },
-    )?;
-    let runs = prepared
-        .into_iter()
-        .zip(cases)
-        .zip(version_notes)
-        .map(|(((kernel, p), cases), version_notes)| {
-            let (accel, accel_note, restored) = match &p {
-                Ok(p) => (p.accel.to_string(), p.accel_note.clone(), p.saved.is_some()),
-                Err(_) => (cfg.accel.to_string(), None, false),
-            };
-            if let Ok(Prepared { saved: Some(s), .. }) = &p {
-                // 80-odd MB per kernel: not a result, only what the cases started from.
-                let _ = std::fs::remove_file(&s.state);
-            }
-            let guest_start = if restored { "restore" } else { "boot" }.to_string();
-            KernelRun { kernel, accel, accel_note, guest_start, version_notes, cases }
-        })
-        .collect();
+    );
+    result?;
+    if let Some(e) = reporter_error.into_inner() {
+        return Err(e);
+    }
+    let mut runs = Vec::new();
+    for (pk, cases) in prepared.into_iter().zip(cases) {
+        let (accel, accel_note, restored) = match &pk.prepared {
+            Ok(p) => (p.accel.to_string(), p.accel_note.clone(), p.saved.is_some()),
+            Err(_) => (cfg.accel.to_string(), None, false),
+        };
+        if let Ok(Prepared { saved: Some(s), .. }) = &pk.prepared {
+            // 80-odd MB per kernel: not a result, only what the cases started from.
+            let _ = std::fs::remove_file(&s.state);
+        }
+        let guest_start = if restored { "restore" } else { "boot" }.to_string();
+        let run = KernelRun { kernel: pk.info, accel, accel_note, guest_start, version_notes: pk.version_notes, cases };
+        emit(&Event::KernelFinished { run: &run })?;
+        runs.push(run);
+    }
     let mut report = Report::new(runs);
-    report.coverage = coverage(&report, &cfg.workspace, &mut ktap, progress)?;
-    crate::report::write_all(&report, &cfg.out, &cfg.reports)?;
-    note_snapshots(&report, &cfg.snapshots, progress);
-    let s = &report.summary;
-    progress.note(format!(
-        "done: {} passed, {} failed, {} skipped, {} errors; results in {}",
-        s.pass,
-        s.fail,
-        s.skip,
-        s.error,
-        cfg.out.display()
-    ));
+    report.coverage = coverage(&report, &cfg.workspace, progress);
+    emit(&Event::RunFinished { report: &report })?;
     Ok(report)
+}
+
+fn case_ref<'a>(w: &'a WorkItem, prepared: &'a [PreparedKernel], suites: &'a [LoadedSuite]) -> CaseRef<'a> {
+    CaseRef {
+        kernel: w.kernel,
+        kernel_spec: &prepared[w.kernel].info.spec,
+        suite: suites[w.suite].suite.name(),
+        case: &w.case_name,
+    }
+}
+
+/// A kernel with its artefacts (or why it has none) and what the report says of it.
+struct PreparedKernel {
+    info: KernelInfo,
+    prepared: Result<Prepared, String>,
+    version_notes: Vec<suite::spec::VersionNote>,
+}
+
+/// What a running case reports before it is done.
+enum Live {
+    Step(StepTiming),
+    Snapshot(crate::snapshot::SnapshotResult),
 }
 
 /// What to do for one case on one kernel, decided before any guest boots.
@@ -244,14 +266,10 @@ struct WorkItem {
 }
 
 /// Every case of every suite on every kernel, in report order.
-fn plan_items(
-    cfg: &RunConfig,
-    suites: &[LoadedSuite],
-    prepared: &[(KernelInfo, Result<Prepared, String>)],
-    progress: &Progress,
-) -> Vec<WorkItem> {
+fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKernel]) -> Vec<WorkItem> {
     let mut items = Vec::new();
-    for (k, (_, prep)) in prepared.iter().enumerate() {
+    for (k, pk) in prepared.iter().enumerate() {
+        let prep = &pk.prepared;
         for (s, ls) in suites.iter().enumerate() {
             let n = ls.suite.cases.len();
             for (i, case) in ls.suite.cases.iter().enumerate() {
@@ -259,15 +277,7 @@ fn plan_items(
                 let todo = match prep {
                     Err(e) => Todo::Done(base.errored(e.clone())),
                     Ok(p) => match suite::case_skip_reason(case, &p.kernel) {
-                        Some(why) => {
-                            progress.note(format!(
-                                "{} › {}: skipped on {}: {why}",
-                                ls.suite.name(),
-                                case.name(),
-                                p.kernel.release
-                            ));
-                            Todo::Done(base.skipped(why))
-                        }
+                        Some(why) => Todo::Done(base.skipped(why)),
                         None => match plan(&ls.path, case, &p.kernel) {
                             Err(why) => Todo::Done(base.errored(why)),
                             Ok(planned) => {
@@ -302,19 +312,13 @@ fn plan(suite_path: &Path, case: &suite::Case, kernel: &Kernel) -> Result<suite:
     case.planned_for(v).map_err(|(at, why)| format!("{}:{}:{}: {why}", suite_path.display(), at.line(), at.column()))
 }
 
-/// SPEC ids checked by cases that ran to a verdict, against `suites/spec/ids.yaml`; printed as
-/// the last KTAP diagnostic and on stderr.
-fn coverage<W: Write>(
-    report: &Report,
-    workspace: &Path,
-    ktap: &mut KtapWriter<W>,
-    progress: &Progress,
-) -> Result<Option<suite::spec::Coverage>, RunError> {
+/// SPEC ids checked by cases that ran to a verdict, against `suites/spec/ids.yaml`.
+fn coverage(report: &Report, workspace: &Path, progress: &Progress) -> Option<suite::spec::Coverage> {
     let spec = match suite::spec::SpecIds::load(&workspace.join("suites/spec/ids.yaml")) {
         Ok(s) => s,
         Err(e) => {
             progress.note(format!("no SPEC coverage: {e}"));
-            return Ok(None);
+            return None;
         }
     };
     let checked = report
@@ -323,20 +327,7 @@ fn coverage<W: Write>(
         .flat_map(|r| &r.cases)
         .filter(|c| matches!(c.status, Status::Pass | Status::Fail))
         .flat_map(|c| c.spec.iter().map(String::as_str));
-    let cov = suite::spec::Coverage::compute(&spec, checked);
-    let missing = if cov.missing.is_empty() { "none".to_string() } else { cov.missing.join(" ") };
-    let line = format!(
-        "SPEC coverage: {}/{} assertions checked by cases that ran; not covered: {missing}",
-        cov.covered.len(),
-        cov.total
-    );
-    ktap.diagnostic(&line).map_err(stdout_err)?;
-    progress.note(line);
-    Ok(Some(cov))
-}
-
-fn stdout_err(source: std::io::Error) -> RunError {
-    RunError::Output { path: "stdout".into(), source }
+    Some(suite::spec::Coverage::compute(&spec, checked))
 }
 
 /// Kernel, agent, modules, initramfs and accelerator for one kernel; an error string is what
@@ -430,7 +421,7 @@ fn run_one(
     mut out: CaseOutcome,
     out_dir: &Path,
     snapshots: &SnapshotContext,
-    progress: &Progress,
+    live: &dyn Fn(Live),
 ) -> CaseOutcome {
     let started = Instant::now();
     out.started_at = Some(now_rfc3339());
@@ -441,9 +432,6 @@ fn run_one(
         return out.errored(format!("creating {}: {e}", workdir.display()));
     }
     out.logs.insert("console".into(), rel.join("console.log").display().to_string());
-    let how = if p.saved.is_some() { "restoring" } else { "booting" };
-    progress.note(format!("{} › {}: {how} {}", suite.name(), case.name(), p.kernel.release));
-
     let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
     let vm = match &p.saved {
         Some(state) => Vm::restore(&cfg, state),
@@ -457,7 +445,12 @@ fn run_one(
         }
     };
     out.guest_start_s = Some(vm.boot_time().as_secs_f64());
-    let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots));
+    let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots), &mut |step, snaps| {
+        live(Live::Step(step.clone()));
+        for s in snaps {
+            live(Live::Snapshot(s.clone()));
+        }
+    });
 
     // The kernel log is part of the evidence whatever the verdict (once the channel is lost
     // the agent is not asked again: this fails at once).
@@ -483,7 +476,6 @@ fn run_one(
         out.status = Status::Fail;
         out.failure = Some(f);
     }
-    progress.note(format!("{} › {}: {:?} ({:.1}s)", suite.name(), case.name(), out.status, out.duration_s));
     out
 }
 
@@ -512,28 +504,4 @@ fn relative_to(path: &Path, base: &Path) -> String {
     let abs = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let (p, b) = (abs(path), abs(base));
     p.strip_prefix(&b).unwrap_or(&p).display().to_string()
-}
-
-/// One line on what the run's snapshots did, and what to do about new or changed ones.
-fn note_snapshots(report: &Report, settings: &SnapshotSettings, progress: &Progress) {
-    let all: Vec<_> = report.runs.iter().flat_map(|r| &r.cases).flat_map(|c| &c.snapshots).collect();
-    if all.is_empty() {
-        return;
-    }
-    let count = |st: SnapshotStatus| all.iter().filter(|r| r.status == st).count();
-    let (matched, new, changed, accepted) = (
-        count(SnapshotStatus::Matched),
-        count(SnapshotStatus::New),
-        count(SnapshotStatus::Changed),
-        count(SnapshotStatus::Accepted),
-    );
-    let mut line = format!("snapshots: {matched} matched, {new} new, {changed} changed, {accepted} accepted");
-    if new + changed > 0 {
-        line.push_str(if settings.write_pending {
-            "; review the .snap.new files with `cargo insta review`, or store them all with --snapshots accept"
-        } else {
-            "; store them with --snapshots accept"
-        });
-    }
-    progress.note(line);
 }

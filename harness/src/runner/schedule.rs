@@ -16,31 +16,35 @@ struct State {
 }
 
 /// Run `work` over `items` on up to `jobs` threads (each item on one thread, from start to
-/// end: a VM belongs to the thread that booted it). `started(i, running)` (as an item starts)
-/// and `deliver(i, result)` run on the calling thread; `deliver` sees the items in order,
-/// while `running` is the set of items on a thread right now, whatever the delivery order. An error from `deliver` stops new
+/// end: a VM belongs to the thread that booted it). `started(i, running)` (as an item starts),
+/// `live(i, p)` (whatever `work` emits while it runs) and `deliver(i, result)` run on the
+/// calling thread; `deliver` sees the items in order, while `running` is the set of items on
+/// a thread right now, whatever the delivery order. An error from `deliver` stops new
 /// items from starting and is returned once the running ones are done.
-pub fn run_in_order<T, R, E>(
+pub fn run_in_order<T, R, P, E>(
     items: &[T],
     jobs: usize,
     exclusive: impl Fn(&T) -> bool + Sync,
-    work: impl Fn(usize, &T) -> R + Sync,
+    work: impl Fn(usize, &T, &dyn Fn(P)) -> R + Sync,
     mut started: impl FnMut(usize, &std::collections::BTreeSet<usize>),
+    mut live: impl FnMut(usize, P),
     mut deliver: impl FnMut(usize, R) -> Result<(), E>,
 ) -> Result<(), E>
 where
     T: Sync,
     R: Send,
+    P: Send,
 {
     let jobs = jobs.max(1).min(items.len().max(1));
     let state = Mutex::new(State::default());
     let wake = Condvar::new();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    enum Msg<R> {
+    enum Msg<R, P> {
         Started(usize),
+        Live(usize, P),
         Done(usize, R),
     }
-    let (tx, rx) = mpsc::channel::<Msg<R>>();
+    let (tx, rx) = mpsc::channel::<Msg<R, P>>();
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -66,7 +70,10 @@ where
                     (i, excl)
                 };
                 let _ = tx.send(Msg::Started(i));
-                let r = work(i, &items[i]);
+                let emit = |p: P| {
+                    let _ = tx.send(Msg::Live(i, p));
+                };
+                let r = work(i, &items[i], &emit);
                 {
                     let mut st = lock();
                     st.running -= 1;
@@ -89,6 +96,7 @@ where
                     running.insert(i);
                     started(i, &running);
                 }
+                Msg::Live(i, p) => live(i, p),
                 Msg::Done(i, r) => {
                     running.remove(&i);
                     pending.insert(i, r);
@@ -119,15 +127,16 @@ mod tests {
     fn results_arrive_in_order_whatever_the_finishing_order() {
         let items: Vec<u64> = vec![50, 5, 30, 1, 20, 0];
         let mut seen = Vec::new();
-        run_in_order::<_, _, ()>(
+        run_in_order::<_, _, (), ()>(
             &items,
             4,
             |_| false,
-            |i, ms| {
+            |i, ms, _| {
                 std::thread::sleep(Duration::from_millis(*ms));
                 i * 10
             },
             |_, _| {},
+            |_, ()| {},
             |i, r| {
                 seen.push((i, r));
                 Ok(())
@@ -143,11 +152,11 @@ mod tests {
         let running = AtomicUsize::new(0);
         let max = AtomicUsize::new(0);
         let alone = Mutex::new(Vec::new());
-        run_in_order::<_, _, ()>(
+        run_in_order::<_, _, (), ()>(
             &items,
             3,
             |excl| *excl,
-            |i, excl| {
+            |i, excl, _| {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 max.fetch_max(now, Ordering::SeqCst);
                 if *excl {
@@ -157,6 +166,7 @@ mod tests {
                 running.fetch_sub(1, Ordering::SeqCst);
             },
             |_, _| {},
+            |_, ()| {},
             |_, _| Ok(()),
         )
         .unwrap();
@@ -172,11 +182,12 @@ mod tests {
             &items,
             1,
             |_| false,
-            |_, _| {
+            |_, _, _: &dyn Fn(())| {
                 ran.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(10));
             },
             |_, _| {},
+            |_, ()| {},
             |i, _| if i == 2 { Err("stdout closed") } else { Ok(()) },
         );
         assert_eq!(r, Err("stdout closed"));
