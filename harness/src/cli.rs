@@ -31,6 +31,21 @@ pub enum Command {
     /// The pinned kernels of images/kernels.yaml.
     #[command(subcommand)]
     Kernels(KernelsCommand),
+    /// The suite files themselves.
+    #[command(subcommand)]
+    Suites(SuitesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuitesCommand {
+    /// Validate suite files and report every problem of every file at once, each with
+    /// file:line:column (unknown reference modules included). Exit 0 when all are valid, 2 if not.
+    Check {
+        /// Suite files [default: every suites/*.yaml].
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +149,14 @@ pub struct ConformanceArgs {
     /// Suite to run, by name (suites/<NAME>.yaml) or path. Repeatable; default: every suite.
     #[arg(long = "suite", value_name = "NAME|PATH")]
     pub suites: Vec<String>,
+    /// Only the cases whose `<suite>/<case>` matches this glob (`transition/*`,
+    /// `*/force-*`). Repeatable.
+    #[arg(long = "case", value_name = "PATTERN")]
+    pub cases: Vec<String>,
+    /// Print what would run on each kernel (and why a case would be skipped) without building
+    /// or booting anything; the kernels are resolved (fetched if needed) to judge their gates.
+    #[arg(long)]
+    pub list: bool,
     /// Where report.json, report.html, junit.xml, kcidb.json and the per-case logs go.
     #[arg(long, value_name = "DIR", default_value = "target/klp-conform/latest")]
     pub out: PathBuf,
@@ -288,6 +311,7 @@ pub fn execute(cmd: Command) -> i32 {
             let dir = snapshot_dir.clone().unwrap_or_else(|| common.workspace.join("suites/snapshots"));
             report_result(snapshots_matrix(&kernels, json, &dir, &common))
         }
+        Command::Suites(SuitesCommand::Check { files, common }) => suites_check(&files, &common),
         Command::Kernels(KernelsCommand::List { refresh, common }) => {
             report_result(crate::kernel::pin_tools::list(&common.pins(), &common.cache(), refresh, &progress))
         }
@@ -341,6 +365,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             return Err("--jobs must be at least 1".into());
         }
         Ok(RunConfig {
+            cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
             kernels,
@@ -371,6 +396,15 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             return EXIT_HARNESS;
         }
     };
+    if a.list {
+        return match runner::list(&cfg, &mut std::io::stdout().lock(), progress) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_HARNESS
+            }
+        };
+    }
     // KTAP on stdout, progress on stderr, the result files: the contract.
     let mut ktap = crate::report::event::KtapReporter::new(std::io::stdout().lock());
     let mut lines = crate::report::event::ProgressReporter::new(progress, cfg.jobs > 1, cfg.snapshots.write_pending);
@@ -406,6 +440,7 @@ fn bench_suite(
         crate::suite::resolve_suite_args(suites, &common.workspace.join("suites")).map_err(|e| e.to_string())?;
     let scratch = tempfile::Builder::new().prefix("klp-bench-suite-").tempdir().map_err(|e| e.to_string())?;
     let config = |jobs: usize, fresh_boot: bool, out: PathBuf| RunConfig {
+        cases: Vec::new(),
         kernels: kernels.clone(),
         suites: suites.clone(),
         out,
@@ -439,6 +474,46 @@ fn bench_suite(
     }
     print!("{}", results.render());
     Ok(())
+}
+
+fn suites_check(files: &[PathBuf], common: &CommonArgs) -> i32 {
+    let files = if files.is_empty() {
+        match crate::suite::resolve_suite_args(&[], &common.workspace.join("suites")) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_HARNESS;
+            }
+        }
+    } else {
+        files.to_vec()
+    };
+    let modules: Option<Vec<String>> = match crate::kmod::variants(&common.workspace.join("reference-kmod")) {
+        Ok(v) => Some(v.into_iter().map(|v| v.name).collect()),
+        Err(e) => {
+            eprintln!("warning: module names not checked: {e}");
+            None
+        }
+    };
+    let mut problems = 0;
+    let mut bad_files = 0;
+    for f in &files {
+        let found = crate::suite::check_suite_file(f, modules.as_deref());
+        if !found.is_empty() {
+            bad_files += 1;
+        }
+        for p in &found {
+            println!("{p}");
+        }
+        problems += found.len();
+    }
+    if problems == 0 {
+        println!("{} suite file(s): no problems", files.len());
+        0
+    } else {
+        println!("{problems} problem(s) in {bad_files} of {} suite file(s)", files.len());
+        EXIT_HARNESS
+    }
 }
 
 fn snapshots_diff(kernels: &[String], dir: &std::path::Path, common: &CommonArgs) -> i32 {

@@ -54,6 +54,11 @@ fn bad_guest_recipe_is_located() {
     let text = std::fs::read_to_string(real).unwrap().replace("  cpus: 2\n", "  cpus: 2\n  disk_gb: 4\n");
     let recipe = ws.path().join("images/guest.yaml");
     std::fs::write(&recipe, &text).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/kernels.yaml"),
+        ws.path().join("images/kernels.yaml"),
+    )
+    .unwrap();
     let line = text.lines().position(|l| l.contains("disk_gb")).unwrap() + 1;
     let suite = ws.path().join("ok.yaml");
     std::fs::write(&suite, HEAD).unwrap();
@@ -140,4 +145,63 @@ fn snapshots_diff_exit_codes() {
     let (code, _, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", "debian:6.1.0-9-amd64");
     assert_eq!(code, 2);
     assert!(err.contains("no snapshots for kernel 6.1.0-9-amd64"), "{err}");
+}
+
+#[test]
+fn suites_check_reports_every_problem_of_every_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    std::fs::write(
+        &a,
+        "version: 1\nsuite: a\ncases:\n  - name: one\n    spec: [L1]\n    steps:\n      - load: klp_ref_nope\n      - read: {path: /x}\n  - name: Two\n    spec: [x1]\n    steps:\n      - load: klp_ref_cmdline\n",
+    )
+    .unwrap();
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&b, "version: 1\nsuite: b\ncases:\n  - name: x\n    spec: [L1]\n    steps:\n      - lod: m\n")
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform")).args(["suites", "check"]).arg(&a).arg(&b).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    for want in [
+        format!("{}:7:9: unknown reference module `klp_ref_nope`", a.display()),
+        format!("{}:8:9: a read needs", a.display()),
+        format!("{}:9:11: case name `Two`", a.display()),
+        format!("{}:10:12: `x1` is not a SPEC.md assertion id", a.display()),
+        format!("{}:7:9: unknown variant `lod`", b.display()),
+        "5 problem(s) in 2 of 2 suite file(s)".to_string(),
+    ] {
+        assert!(out.contains(&want), "missing {want:?} in:\n{out}");
+    }
+    // The committed suites are clean.
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform")).args(["suites", "check"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+#[test]
+fn case_globs_select_and_a_glob_that_selects_nothing_is_an_error() {
+    let list = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+            .args(["conformance", "--list"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // --list resolves the pinned default kernel but neither builds nor boots anything.
+    let (code, out, err) = list(&["--case", "lifecycle/*", "--case", "enabling/replace-*"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("  run   lifecycle/load-enable-disable-remove\n"), "{out}");
+    assert!(out.contains("  skip  enabling/replace-attribute: needs kernel >= 6.11"), "{out}");
+    assert!(out.contains("  run   enabling/replace-attribute-absent\n"), "{out}");
+    assert!(!out.contains("transition/"), "{out}");
+    assert!(out.contains("  6 cases: 5 run, 1 skip, 0 error"), "{out}");
+    assert!(!err.contains("kmod:") && !err.contains("booted guest"), "nothing is built or booted: {err}");
+    let (code, out, err) = list(&["--case", "lifecycle/*", "--case", "nope/*"]);
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("--case nope/* matches no case"), "{err}");
 }

@@ -35,6 +35,8 @@ pub struct RunConfig {
     pub fresh_boot: bool,
     /// Where the JUnit and KCIDB files go (`report.json` and `report.html` go to `out`).
     pub reports: crate::report::ResultFiles,
+    /// Only the cases whose `<suite>/<case>` matches one of these globs (none: every case).
+    pub cases: Vec<String>,
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -44,6 +46,8 @@ pub enum RunError {
     Suite(#[from] suite::SuiteError),
     #[error(transparent)]
     Recipe(#[from] image::RecipeError),
+    #[error("{0}")]
+    Selection(String),
     #[error("writing results to {path}: {source}")]
     Output {
         path: PathBuf,
@@ -93,6 +97,7 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
             Ok(LoadedSuite { path: p.clone(), text, suite })
         })
         .collect::<Result<Vec<_>, suite::SuiteError>>()?;
+    let suites = select_cases(suites, &cfg.cases)?;
     // So is a bad guest recipe.
     let guest = GuestRecipe::from_workspace(&cfg.workspace)?;
     std::fs::create_dir_all(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
@@ -232,6 +237,41 @@ fn case_ref<'a>(w: &'a WorkItem, prepared: &'a [PreparedKernel], suites: &'a [Lo
     }
 }
 
+/// Keep the cases `--case` selects (`<suite>/<case>` globs), and the suites that still have
+/// one. A pattern that selects nothing is an error: a typo must not look like a green run.
+fn select_cases(mut suites: Vec<LoadedSuite>, patterns: &[String]) -> Result<Vec<LoadedSuite>, RunError> {
+    if patterns.is_empty() {
+        return Ok(suites);
+    }
+    let mut matchers = Vec::new();
+    for p in patterns {
+        let glob =
+            globset::Glob::new(p).map_err(|e| RunError::Selection(format!("--case {p}: {e}")))?.compile_matcher();
+        matchers.push((p, glob, false));
+    }
+    for ls in &mut suites {
+        let name = ls.suite.name().to_string();
+        ls.suite.cases.retain(|c| {
+            let id = format!("{name}/{}", c.name());
+            let mut keep = false;
+            for (_, m, used) in matchers.iter_mut() {
+                if m.is_match(&id) {
+                    *used = true;
+                    keep = true;
+                }
+            }
+            keep
+        });
+    }
+    if let Some((p, _, _)) = matchers.iter().find(|(_, _, used)| !used) {
+        return Err(RunError::Selection(format!(
+            "--case {p} matches no case; cases are named <suite>/<case>, e.g. transition/held-by-kthread or 'force/*'"
+        )));
+    }
+    suites.retain(|ls| !ls.suite.cases.is_empty());
+    Ok(suites)
+}
+
 /// A kernel with its artefacts (or why it has none) and what the report says of it.
 struct PreparedKernel {
     info: KernelInfo,
@@ -243,6 +283,64 @@ struct PreparedKernel {
 enum Live {
     Step(StepTiming),
     Snapshot(crate::snapshot::SnapshotResult),
+}
+
+/// `--list`: what a run would do on each kernel, case by case, with the reasons of skips and
+/// of errors known up front, without building or booting anything (kernels are resolved,
+/// which may fetch them, to read their version and config).
+pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) -> Result<(), RunError> {
+    let suites = cfg
+        .suites
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).map_err(|source| suite::SuiteError::Read { path: p.clone(), source })?;
+            let suite = suite::parse_suite(p, &text)?;
+            Ok(LoadedSuite { path: p.clone(), text, suite })
+        })
+        .collect::<Result<Vec<_>, suite::SuiteError>>()?;
+    let suites = select_cases(suites, &cfg.cases)?;
+    let w = |out: &mut dyn std::io::Write, line: String| {
+        writeln!(out, "{line}").map_err(|source| RunError::Output { path: "stdout".into(), source })
+    };
+    for spec in &cfg.kernels {
+        let kernel = match kernel::resolve(spec, &cfg.cache, progress) {
+            Ok(k) => k,
+            Err(e) => {
+                w(out, format!("kernel {spec}: cannot be resolved: {}", chain(&e)))?;
+                continue;
+            }
+        };
+        w(out, format!("kernel {spec} → {} ({})", kernel.release, kernel.version))?;
+        let prereq = kernel::config::KConfig::load(&kernel.config)
+            .ok()
+            .and_then(|c| kernel::prereq::harness_message(&kernel.release, &c));
+        let (mut run, mut skip, mut error) = (0, 0, 0);
+        for ls in &suites {
+            for case in &ls.suite.cases {
+                let id = format!("{}/{}", ls.suite.name(), case.name());
+                let line = if let Some(msg) = &prereq {
+                    error += 1;
+                    format!("  error {id}: {}", msg.lines().next().unwrap_or(""))
+                } else if let Some(why) = suite::case_skip_reason(case, &kernel) {
+                    skip += 1;
+                    format!("  skip  {id}: {why}")
+                } else if let Err(why) = plan(&ls.path, case, &kernel) {
+                    error += 1;
+                    format!("  error {id}: {why}")
+                } else {
+                    run += 1;
+                    match &case.exclusive {
+                        Some(why) => format!("  run   {id} (alone: {why})"),
+                        None => format!("  run   {id}"),
+                    }
+                };
+                w(out, line)?;
+            }
+        }
+        w(out, format!("  {} cases: {run} run, {skip} skip, {error} error", run + skip + error))?;
+    }
+    Ok(())
 }
 
 /// What to do for one case on one kernel, decided before any guest boots.

@@ -35,8 +35,39 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
 /// Parse and validate suite text; `path` is only used in messages.
 pub fn parse_suite(path: &Path, text: &str) -> Result<Suite, SuiteError> {
     let suite: Suite = serde_saphyr::from_str(text).map_err(|e| from_yaml_error(path, &e))?;
-    validate(&suite).map_err(|(loc, message)| located(path, text, loc, message))?;
+    if let Some((loc, message)) = validate(&suite).into_iter().next() {
+        return Err(located(path, text, loc, message));
+    }
     Ok(suite)
+}
+
+/// Every problem of one suite file, each with its location: what `suites check` reports. A
+/// YAML or type error ends the reading of the file (it is the only one reported for it); the
+/// rest are all found. `modules`, when given, are the reference modules that exist.
+pub fn check_suite_file(path: &Path, modules: Option<&[String]>) -> Vec<SuiteError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(source) => return vec![SuiteError::Read { path: path.into(), source }],
+    };
+    let suite: Suite = match serde_saphyr::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => return vec![from_yaml_error(path, &e)],
+    };
+    let mut problems: Vec<Invalid> = validate(&suite);
+    if let Some(known) = modules {
+        for case in &suite.cases {
+            for step in &case.steps {
+                if let Some(m) = step.value.module().filter(|m| !known.iter().any(|k| k == m)) {
+                    problems.push((
+                        step.referenced,
+                        format!("unknown reference module `{m}`; there are: {}", known.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+    problems.sort_by_key(|(loc, _)| (loc.line(), loc.column()));
+    problems.into_iter().map(|(loc, message)| located(path, &text, loc, message)).collect()
 }
 
 fn from_yaml_error(path: &Path, e: &serde_saphyr::Error) -> SuiteError {
@@ -69,42 +100,64 @@ fn is_spec_id(s: &str) -> bool {
     (1..=3).contains(&letters) && s.len() > letters && s[letters..].chars().all(|c| c.is_ascii_digit())
 }
 
-fn validate(suite: &Suite) -> Result<(), Invalid> {
-    check(suite.version.value == 1, suite.version.referenced, || {
-        format!("unsupported suite format version {}, expected 1", suite.version.value)
-    })?;
-    check(is_ident(&suite.suite.value), suite.suite.referenced, || {
-        format!("suite name `{}` must be lowercase letters, digits, `-` or `_`", suite.suite.value)
-    })?;
+/// Every problem of a suite serde could read, in file order (a step reports its first).
+fn validate(suite: &Suite) -> Vec<Invalid> {
+    let mut out = Vec::new();
+    out.extend(
+        check(suite.version.value == 1, suite.version.referenced, || {
+            format!("unsupported suite format version {}, expected 1", suite.version.value)
+        })
+        .err(),
+    );
+    out.extend(
+        check(is_ident(&suite.suite.value), suite.suite.referenced, || {
+            format!("suite name `{}` must be lowercase letters, digits, `-` or `_`", suite.suite.value)
+        })
+        .err(),
+    );
     let mut seen = std::collections::BTreeSet::new();
     for case in &suite.cases {
-        validate_case(case)?;
-        check(seen.insert(case.name()), case.name.referenced, || format!("duplicate case name `{}`", case.name()))?;
+        out.extend(validate_case(case));
+        out.extend(
+            check(seen.insert(case.name()), case.name.referenced, || format!("duplicate case name `{}`", case.name()))
+                .err(),
+        );
     }
-    Ok(())
+    out
 }
 
-fn validate_case(case: &Case) -> Result<(), Invalid> {
+fn validate_case(case: &Case) -> Vec<Invalid> {
     let at = case.name.referenced;
-    check(is_ident(case.name()), at, || {
-        format!("case name `{}` must be lowercase letters, digits, `-` or `_`", case.name())
-    })?;
-    check(!case.spec.is_empty(), at, || {
-        format!("case `{}` cites no SPEC ids; expected e.g. `spec: [L1, D1]`", case.name())
-    })?;
+    let mut out: Vec<Invalid> = Vec::new();
+    out.extend(
+        check(is_ident(case.name()), at, || {
+            format!("case name `{}` must be lowercase letters, digits, `-` or `_`", case.name())
+        })
+        .err(),
+    );
+    out.extend(
+        check(!case.spec.is_empty(), at, || {
+            format!("case `{}` cites no SPEC ids; expected e.g. `spec: [L1, D1]`", case.name())
+        })
+        .err(),
+    );
     for id in &case.spec {
-        check(is_spec_id(&id.value), id.referenced, || {
-            format!("`{}` is not a SPEC.md assertion id; expected letters and a number, e.g. D3", id.value)
-        })?;
+        out.extend(
+            check(is_spec_id(&id.value), id.referenced, || {
+                format!("`{}` is not a SPEC.md assertion id; expected letters and a number, e.g. D3", id.value)
+            })
+            .err(),
+        );
     }
-    check(!case.steps.is_empty(), at, || format!("case `{}` has no steps", case.name()))?;
+    out.extend(check(!case.steps.is_empty(), at, || format!("case `{}` has no steps", case.name())).err());
     for step in &case.steps {
-        validate_step(step)?;
+        out.extend(validate_step(step).err());
     }
     if let Some(r) = &case.requires {
-        validate_requires(r)?;
+        out.extend(validate_requires(r).err());
     }
-    validate_order(case)
+    out.extend(validate_order(case).err());
+    out
 }
 
 fn validate_errno(e: &Option<super::model::ErrnoName>, at: Location) -> Result<(), Invalid> {

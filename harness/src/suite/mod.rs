@@ -8,5 +8,5 @@ pub mod per_kernel;
 pub mod spec;
 
 pub use gate::{case_skip_reason, implied_config, kernel_version, skip_reason, KernelVersion};
-pub use load::{check_modules, load_suite, parse_suite, resolve_suite_args, SuiteError};
+pub use load::{check_modules, check_suite_file, load_suite, parse_suite, resolve_suite_args, SuiteError};
 pub use model::*;
