@@ -180,6 +180,12 @@ pub struct ConformanceArgs {
     /// per kernel and restored for each case (the default; the report says which was used).
     #[arg(long)]
     pub fresh_boot: bool,
+    /// Keep the initramfs and the saved booted guest in the cache (`<cache>/boot/<release>/`,
+    /// named by their content) and start from them in later runs and concurrent processes, e.g.
+    /// one case per process under nextest; by default they stay in DIR and the saved guest is
+    /// deleted when the run ends.
+    #[arg(long)]
+    pub shared_guest: bool,
     /// Cases run in this many guests at once (a case marked `exclusive` runs alone).
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
@@ -368,6 +374,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
+            shared_guest: a.shared_guest,
             kernels,
             suites,
             out: a.out.clone(),
@@ -456,6 +463,7 @@ fn bench_suite(
         },
         jobs,
         fresh_boot,
+        shared_guest: false,
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
