@@ -34,6 +34,49 @@ pub enum Command {
     /// The suite files themselves.
     #[command(subcommand)]
     Suites(SuitesCommand),
+    /// Result files of several runs.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the report.json files of shards (nextest partitions, several machines, whole runs)
+    /// into one report.json, junit.xml, kcidb.json and report.html, by stable case id (kernel
+    /// release + suite + case). A case reported twice with different results is an error (exit
+    /// 2, nothing written); a case of the selected suites that no shard reported for a kernel
+    /// is listed and becomes an `error` case. Exit code as a run's: 0, 1 or 2.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard results: directories (searched for report.json files, e.g. a nextest results tree
+    /// with one per case) or report.json files.
+    #[arg(required = true, value_name = "DIR")]
+    pub inputs: Vec<PathBuf>,
+    /// Where the merged report.json, junit.xml, kcidb.json, report.html and the logs they refer
+    /// to go.
+    #[arg(long, value_name = "DIR", default_value = "target/klp-conform/merged")]
+    pub out: PathBuf,
+    /// Kernels the shards must cover (pinned name, `matrix`, or release), besides every kernel
+    /// they report. Repeatable.
+    #[arg(long = "kernel", value_name = "SPEC")]
+    pub kernels: Vec<String>,
+    /// The suites the shards ran (name or path), whose every case each kernel must have.
+    /// Repeatable; default: every suite.
+    #[arg(long = "suite", value_name = "NAME|PATH")]
+    pub suites: Vec<String>,
+    /// Only these cases of them (`<suite>/<case>` globs) are expected. Repeatable.
+    #[arg(long = "case", value_name = "PATTERN")]
+    pub cases: Vec<String>,
+    /// Do not check that every expected case is there.
+    #[arg(long)]
+    pub no_expect: bool,
+    #[command(flatten)]
+    pub reports: Box<ReportArgs>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +223,12 @@ pub struct ConformanceArgs {
     /// per kernel and restored for each case (the default; the report says which was used).
     #[arg(long)]
     pub fresh_boot: bool,
+    /// Keep the initramfs and the saved booted guest in the cache (`<cache>/boot/<release>/`,
+    /// named by their content) and start from them in later runs and concurrent processes, e.g.
+    /// one case per process under nextest; by default they stay in DIR and the saved guest is
+    /// deleted when the run ends.
+    #[arg(long)]
+    pub shared_guest: bool,
     /// Cases run in this many guests at once (a case marked `exclusive` runs alone).
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
@@ -312,6 +361,7 @@ pub fn execute(cmd: Command) -> i32 {
             report_result(snapshots_matrix(&kernels, json, &dir, &common))
         }
         Command::Suites(SuitesCommand::Check { files, common }) => suites_check(&files, &common),
+        Command::Report(ReportCommand::Merge(a)) => report_merge(&a, &progress),
         Command::Kernels(KernelsCommand::List { refresh, common }) => {
             report_result(crate::kernel::pin_tools::list(&common.pins(), &common.cache(), refresh, &progress))
         }
@@ -368,6 +418,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
+            shared_guest: a.shared_guest,
             kernels,
             suites,
             out: a.out.clone(),
@@ -423,6 +474,84 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     }
 }
 
+fn report_merge(a: &MergeArgs, progress: &Progress) -> i32 {
+    use crate::report::merge;
+    let merged = (|| -> Result<merge::Merged, String> {
+        let expected = if a.no_expect {
+            None
+        } else {
+            let files = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
+                .map_err(|e| e.to_string())?;
+            let mut exp = merge::Expected::from_suites(&files, &a.cases)?;
+            let pins = a.common.pins().ok();
+            for k in &a.kernels {
+                match (k.as_str(), &pins) {
+                    ("matrix", Some(p)) => exp.kernels.extend(p.matrix.iter().cloned()),
+                    _ => exp.kernels.push(k.clone()),
+                }
+            }
+            Some(exp)
+        };
+        let paths = merge::find_reports(&a.inputs).map_err(|e| e.to_string())?;
+        let shards =
+            paths.iter().map(|p| merge::Shard::load(p)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let mut m = merge::merge(&shards, expected.as_ref()).map_err(|e| e.to_string())?;
+        progress.note(format!(
+            "merged {} report(s): {} case(s) on {} kernel(s){}",
+            shards.len(),
+            m.report.runs.iter().map(|r| r.cases.len()).sum::<usize>(),
+            m.report.runs.len(),
+            if m.duplicates > 0 {
+                format!(", {} reported twice with the same result", m.duplicates)
+            } else {
+                String::new()
+            }
+        ));
+        m.report.coverage = runner::coverage(&m.report, &a.common.workspace, progress);
+        Ok(m)
+    })();
+    let m = match merged {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    if !m.missing.is_empty() {
+        eprintln!("error: {} case(s) no shard reported (missing shards?), reported as errors:", m.missing.len());
+        for c in &m.missing {
+            eprintln!("  missing {c}");
+        }
+    }
+    let files = crate::report::ResultFiles {
+        junit: a.reports.junit.clone(),
+        kcidb: a.reports.kcidb.clone(),
+        kcidb_url_base: a.reports.kcidb_url_base.clone(),
+    };
+    let written = crate::report::check_writable(&a.out, &files)
+        .map_err(|e| e.to_string())
+        .and_then(|()| crate::report::merge::copy_files(&m.files, &a.out).map_err(|e| e.to_string()))
+        .and_then(|_| crate::report::write_all(&m.report, &a.out, &files).map_err(|e| crate::runner::chain_error(&e)));
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        return EXIT_HARNESS;
+    }
+    if let Err(e) = crate::report::merge::write_ktap(&m.report, &mut std::io::stdout().lock()) {
+        eprintln!("error: writing KTAP: {e}");
+        return EXIT_HARNESS;
+    }
+    let s = &m.report.summary;
+    progress.note(format!(
+        "{} pass, {} fail, {} skip, {} error; results in {}",
+        s.pass,
+        s.fail,
+        s.skip,
+        s.error,
+        a.out.display()
+    ));
+    m.report.exit_code()
+}
+
 fn bench_suite(
     kernels: &[String],
     suites: &[String],
@@ -456,6 +585,7 @@ fn bench_suite(
         },
         jobs,
         fresh_boot,
+        shared_guest: false,
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();

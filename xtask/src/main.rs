@@ -16,7 +16,8 @@ struct Cli {
 enum Task {
     #[command(flatten)]
     Harness(klp_conform::cli::Command),
-    /// Run the test suite (unit and VM integration tests) with cargo-nextest.
+    /// Run the test suite (unit and VM integration tests) with cargo-nextest, nextest profile
+    /// `xtask`: every test but the conformance cases of klp-conform-suites.
     Test {
         /// Extra arguments for `cargo nextest run`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -30,9 +31,17 @@ fn main() {
         Task::Harness(cmd) => klp_conform::cli::execute(cmd),
         Task::Test { args } => {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            // The `xtask` profile (.config/nextest.toml) leaves out the conformance cases of
+            // klp-conform-suites (one test per case × kernel, each booting a guest).
+            let profile: &[&str] = if args.iter().any(|a| a == "-P" || a.starts_with("--profile")) {
+                &[]
+            } else {
+                &["--profile", "xtask"]
+            };
             let status = Command::new(cargo)
                 .current_dir(klp_conform::cli::default_workspace())
                 .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(profile)
                 .args(&args)
                 .status();
             match status {

@@ -9,7 +9,7 @@
 //! | `report.html` | [`html`] | people: one self-contained page |
 //!
 //! The writers only read the report (and nothing else), so a later step can render the same
-//! files again from `report.json` files (e.g. merged shards).
+//! files again from `report.json` files: [`merge`] does, for shards.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,7 @@ pub mod json;
 pub mod junit;
 pub mod kcidb;
 pub mod ktap;
+pub mod merge;
 pub mod model;
 #[doc(hidden)]
 pub mod sample;

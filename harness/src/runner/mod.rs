@@ -9,4 +9,4 @@ pub mod schedule;
 
 pub use exec::{judge_lost_guest, run_case};
 pub use guest::{Guest, GuestError, GuestFault, VmGuest};
-pub use run::{chain, chain_error, list, run, RunConfig, RunError};
+pub use run::{chain, chain_error, coverage, list, run, RunConfig, RunError};

@@ -33,6 +33,11 @@ pub struct RunConfig {
     pub jobs: usize,
     /// Every case boots its own guest instead of starting from a saved booted one.
     pub fresh_boot: bool,
+    /// Keep the initramfs and the saved booted guest in the cache (`<cache>/boot/<release>/`),
+    /// named by what they are made of, for later runs and concurrent processes to start from
+    /// (the nextest harness runs one case per process). Otherwise they live in `out` and the
+    /// saved guest is deleted at the end of the run.
+    pub shared_guest: bool,
     /// Where the JUnit and KCIDB files go (`report.json` and `report.html` go to `out`).
     pub reports: crate::report::ResultFiles,
     /// Only the cases whose `<suite>/<case>` matches one of these globs (none: every case).
@@ -214,8 +219,11 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
             Err(_) => (cfg.accel.to_string(), None, false),
         };
         if let Ok(Prepared { saved: Some(s), .. }) = &pk.prepared {
-            // 80-odd MB per kernel: not a result, only what the cases started from.
-            let _ = std::fs::remove_file(&s.state);
+            // 80-odd MB per kernel: not a result, only what the cases started from (a shared
+            // one stays in the cache for the next process).
+            if !cfg.shared_guest {
+                let _ = std::fs::remove_file(&s.state);
+            }
         }
         let guest_start = if restored { "restore" } else { "boot" }.to_string();
         let run = KernelRun { kernel: pk.info, accel, accel_note, guest_start, version_notes: pk.version_notes, cases };
@@ -411,7 +419,7 @@ fn plan(suite_path: &Path, case: &suite::Case, kernel: &Kernel) -> Result<suite:
 }
 
 /// SPEC ids checked by cases that ran to a verdict, against `suites/spec/ids.yaml`.
-fn coverage(report: &Report, workspace: &Path, progress: &Progress) -> Option<suite::spec::Coverage> {
+pub fn coverage(report: &Report, workspace: &Path, progress: &Progress) -> Option<suite::spec::Coverage> {
     let spec = match suite::spec::SpecIds::load(&workspace.join("suites/spec/ids.yaml")) {
         Ok(s) => s,
         Err(e) => {
@@ -458,15 +466,24 @@ fn prepare(
     let t = Instant::now();
     let agent = image::agent_binary(&cfg.workspace, progress)
         .map_err(|e| format!("building the guest agent: {}", chain(&e)))?;
-    let initramfs = cfg.out.join("images").join(format!("{}.cpio", kernel.release));
     let ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
     let boot_modules = image::guest_modules(&kernel, guest)
         .map_err(|e| format!("the guest's own modules ({}): {}", guest.source.display(), chain(&e)))?;
-    image::Initramfs::new(&agent)
+    let image = image::Initramfs::new(&agent)
         .modules(&ko)
         .boot_modules(&boot_modules)
-        .write(&initramfs)
-        .map_err(|e| format!("writing the initramfs: {}", chain(&e)))?;
+        .to_bytes()
+        .map_err(|e| format!("making the initramfs: {}", chain(&e)))?;
+    let shared = cfg.shared_guest.then(|| SharedGuest::new(&cfg.cache, &kernel.release, &image));
+    let initramfs = match &shared {
+        Some(s) => s.initramfs.clone(),
+        None => cfg.out.join("images").join(format!("{}.cpio", kernel.release)),
+    };
+    // Content-addressed when shared: an existing file already holds these bytes.
+    if shared.is_none() || !initramfs.is_file() {
+        crate::fsutil::write_atomic(&initramfs, &image)
+            .map_err(|e| format!("writing the initramfs {}: {e}", initramfs.display()))?;
+    }
     // The uncompressed vmlinux boots ~2 s faster under TCG than the bzImage (PVH entry).
     let (boot_kernel, how) = image::boot_image(&kernel, &cfg.cache, progress)
         .map_err(|e| format!("preparing the boot image: {}", chain(&e)))?;
@@ -491,9 +508,19 @@ fn prepare(
                 guest,
             )
         };
-        match save_booted_guest(&base, &cfg.out.join("images").join(format!("{}.vmstate", kernel.release))) {
-            Ok(s) => {
-                progress.note(format!("booted guest saved; cases start from it ({:.1}s)", t.elapsed().as_secs_f64()));
+        let saved = match &shared {
+            Some(s) => s.saved_guest(&base, &boot_kernel, guest, accel),
+            None => save_booted_guest(&base, &cfg.out.join("images").join(format!("{}.vmstate", kernel.release)))
+                .map(|s| (s, false)),
+        };
+        match saved {
+            Ok((s, reused)) => {
+                let how = if reused { "saved booted guest found in the cache" } else { "booted guest saved" };
+                progress.note(format!(
+                    "{how}; cases start from it: {} ({:.1}s)",
+                    s.state.display(),
+                    t.elapsed().as_secs_f64()
+                ));
                 Some(s)
             }
             Err(e) => {
@@ -503,6 +530,53 @@ fn prepare(
         }
     };
     Ok(Prepared { kernel, boot_kernel, initramfs, guest: guest.clone(), accel, accel_note: Some(note), saved })
+}
+
+/// The initramfs and the saved booted guest of a kernel kept in the cache
+/// (`<cache>/boot/<release>/`) for every run and process that would make the same ones: the
+/// initramfs is named by the hash of its bytes, the saved guest by that and everything else the
+/// restoring QEMU must agree with (boot image, guest recipe, accelerator, QEMU binary). The first
+/// process saves it under a lock; the others wait for it and restore from it. Entries are
+/// written whole (a rename) and never changed, so a reader never sees half of one.
+struct SharedGuest {
+    dir: PathBuf,
+    image_hash: String,
+    initramfs: PathBuf,
+}
+
+impl SharedGuest {
+    fn new(cache: &Path, release: &str, image: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let dir = cache.join("boot").join(release);
+        let image_hash = format!("{:x}", Sha256::digest(image));
+        let initramfs = dir.join(format!("initramfs-{}.cpio", &image_hash[..16]));
+        Self { dir, image_hash, initramfs }
+    }
+
+    fn saved_guest(
+        &self,
+        base: &VmConfig,
+        boot_kernel: &Path,
+        guest: &GuestRecipe,
+        accel: Accel,
+    ) -> Result<(vm::SavedState, bool), String> {
+        use sha2::{Digest, Sha256};
+        let identity = |p: &Path| match std::fs::metadata(p) {
+            Ok(m) => format!("{} {} {:?}", p.display(), m.len(), m.modified().ok()),
+            Err(_) => p.display().to_string(),
+        };
+        let qemu = crate::tools::find_tool("qemu-system-x86_64").map(|q| identity(&q)).unwrap_or_default();
+        let key = format!("{}\n{}\n{guest:?}\n{accel}\n{qemu}\n", self.image_hash, identity(boot_kernel));
+        let key = format!("{:x}", Sha256::digest(key.as_bytes()));
+        let state = self.dir.join(format!("guest-{}.vmstate", &key[..16]));
+        let lock = self.dir.join(format!("guest-{}.lock", &key[..16]));
+        let _lock = crate::fsutil::FileLock::acquire(&lock).map_err(|e| format!("locking {}: {e}", lock.display()))?;
+        let console = state.with_extension("console.log");
+        if state.is_file() && console.is_file() {
+            return Ok((vm::SavedState { state, console }, true));
+        }
+        save_booted_guest(base, &state).map(|s| (s, false))
+    }
 }
 
 /// Boot a guest once and save it, agent ready, for every case to start from.
