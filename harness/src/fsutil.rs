@@ -15,6 +15,68 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Bytes free (for an unprivileged writer) on the file system holding `path` (or its nearest
+/// existing ancestor).
+pub fn free_space(path: &Path) -> Option<u64> {
+    let mut p = Some(path);
+    while let Some(cur) = p {
+        if cur.exists() {
+            let c = std::ffi::CString::new(cur.as_os_str().as_encoded_bytes()).ok()?;
+            // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+                return None;
+            }
+            return Some(st.f_bavail as u64 * st.f_frsize as u64);
+        }
+        p = cur.parent();
+    }
+    None
+}
+
+/// A byte count for people: `512 B`, `6.2 MB`, `1.4 GB`.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n < 1000 => format!("{n} B"),
+        n if n < 1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n if n < 1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
+/// An I/O error on `path` in words that say what to do: a full disk names the path, how much
+/// was to be written (`needed`, when known) and how much is free; an unwritable place names
+/// the path and the user. Other errors: the path and the error.
+pub fn describe_io_error(e: &std::io::Error, path: &Path, needed: Option<u64>) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            let free = free_space(path).map(|f| format!("{} free", human_bytes(f)));
+            let need = needed.map(|n| format!("{} needed", human_bytes(n)));
+            let detail: Vec<String> = [need, free].into_iter().flatten().collect();
+            format!(
+                "no space left on the device holding {}{}",
+                path.display(),
+                if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) }
+            )
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            // SAFETY: geteuid cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            format!("{} is not writable (uid {uid}): {e}", path.display())
+        }
+        _ => format!("{}: {e}", path.display()),
+    }
+}
+
+/// Whether an I/O error means a full disk or an unwritable place (the run cannot go on
+/// writing there, whatever it retries).
+pub fn is_space_or_permission(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+    )
+}
+
 /// An exclusive advisory lock on a file, held until dropped. Cache builders take one so that
 /// two runs (or two parallel tests) never fill the same cache entry at once; the second waits
 /// and then finds the entry complete.
@@ -51,6 +113,20 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn io_errors_name_the_path_and_the_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out/report.json");
+        let full = describe_io_error(&std::io::Error::from_raw_os_error(libc::ENOSPC), &p, Some(6_200_000));
+        assert!(full.starts_with(&format!("no space left on the device holding {} (6.2 MB needed, ", p.display())));
+        assert!(full.ends_with(" free)"), "{full}");
+        let ro = describe_io_error(&std::io::Error::from_raw_os_error(libc::EACCES), &p, None);
+        assert!(ro.starts_with(&format!("{} is not writable (uid ", p.display())), "{ro}");
+        assert!(free_space(&p).is_some(), "the nearest existing ancestor counts");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000_000), "1.5 GB");
     }
 
     #[test]
