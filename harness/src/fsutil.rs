@@ -5,14 +5,27 @@ use std::path::Path;
 
 /// Write `data` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// A reader (or a crash) sees the old file or the new one, never half of one.
+///
+/// A full disk or an unwritable place comes back as an error whose message names `path`, the
+/// bytes it needed and the bytes free (its kind is kept: `StorageFull`, `PermissionDenied`…);
+/// the temporary file is removed, the old file (if any) stays.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(data)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| {
+        if is_space_or_permission(&e) {
+            std::io::Error::new(e.kind(), describe_io_error(&e, path, Some(data.len() as u64)))
+        } else {
+            e
+        }
+    })
 }
 
 /// Bytes free (for an unprivileged writer) on the file system holding `path` (or its nearest
@@ -48,8 +61,10 @@ pub fn human_bytes(n: u64) -> String {
 /// was to be written (`needed`, when known) and how much is free; an unwritable place names
 /// the path and the user. Other errors: the path and the error.
 pub fn describe_io_error(e: &std::io::Error, path: &Path, needed: Option<u64>) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+    use std::io::ErrorKind as K;
+    // By kind, not errno: tempfile wraps the OS error (`… at path <tmp>`) but keeps its kind.
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded => {
             let free = free_space(path).map(|f| format!("{} free", human_bytes(f)));
             let need = needed.map(|n| format!("{} needed", human_bytes(n)));
             let detail: Vec<String> = [need, free].into_iter().flatten().collect();
@@ -59,10 +74,11 @@ pub fn describe_io_error(e: &std::io::Error, path: &Path, needed: Option<u64>) -
                 if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) }
             )
         }
-        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+        K::PermissionDenied | K::ReadOnlyFilesystem => {
             // SAFETY: geteuid cannot fail.
             let uid = unsafe { libc::geteuid() };
-            format!("{} is not writable (uid {uid}): {e}", path.display())
+            let why = if e.kind() == K::ReadOnlyFilesystem { "read-only file system" } else { "permission denied" };
+            format!("{} is not writable by uid {uid} ({why})", path.display())
         }
         _ => format!("{}: {e}", path.display()),
     }
@@ -71,10 +87,8 @@ pub fn describe_io_error(e: &std::io::Error, path: &Path, needed: Option<u64>) -
 /// Whether an I/O error means a full disk or an unwritable place (the run cannot go on
 /// writing there, whatever it retries).
 pub fn is_space_or_permission(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
-    )
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::StorageFull | K::QuotaExceeded | K::PermissionDenied | K::ReadOnlyFilesystem)
 }
 
 /// An exclusive advisory lock on a file, held until dropped. Cache builders take one so that
@@ -123,9 +137,17 @@ mod tests {
         assert!(full.starts_with(&format!("no space left on the device holding {} (6.2 MB needed, ", p.display())));
         assert!(full.ends_with(" free)"), "{full}");
         let ro = describe_io_error(&std::io::Error::from_raw_os_error(libc::EACCES), &p, None);
-        assert!(ro.starts_with(&format!("{} is not writable (uid ", p.display())), "{ro}");
+        assert_eq!(
+            ro,
+            format!("{} is not writable by uid {} (permission denied)", p.display(), unsafe { libc::geteuid() })
+        );
+        // As tempfile returns it: wrapped, the kind kept.
+        let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device at path /x/.tmp1");
+        assert!(describe_io_error(&wrapped, &p, None).starts_with("no space left on the device holding "));
         assert!(free_space(&p).is_some(), "the nearest existing ancestor counts");
         assert_eq!(human_bytes(999), "999 B");
+        assert!(is_space_or_permission(&std::io::Error::from_raw_os_error(libc::EROFS)));
+        assert!(!is_space_or_permission(&std::io::Error::from_raw_os_error(libc::ENOENT)));
         assert_eq!(human_bytes(1_500_000_000), "1.5 GB");
     }
 
