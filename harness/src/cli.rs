@@ -37,6 +37,9 @@ pub enum Command {
     /// Result files of several runs.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// The cache of kernels and builds: verify it, clean it.
+    #[command(subcommand)]
+    Cache(CacheCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +80,24 @@ pub struct MergeArgs {
     pub reports: Box<ReportArgs>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Check every cache entry against the integrity record written when it was made: one line
+    /// per entry (ok, broken and why, unrecorded). Exit 0 when none is broken, 1 otherwise.
+    Verify {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Remove the cache entries of the given kernels (extracted tree, vmlinux, module sets),
+    /// or with no --kernel every entry. The next run makes what it needs again.
+    Clean {
+        #[arg(long = "kernel", value_name = "SPEC")]
+        kernels: Vec<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,11 +389,43 @@ pub fn execute(cmd: Command) -> i32 {
         Command::Kernels(KernelsCommand::Update { dry_run, common }) => {
             report_result(crate::kernel::pin_tools::update(&common.pins(), &common.cache(), dry_run, &progress))
         }
+        Command::Cache(CacheCommand::Verify { common }) => {
+            match crate::cache::verify_all(&common.cache(), &mut std::io::stdout().lock()) {
+                Ok(0) => 0,
+                Ok(_) => 1,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_HARNESS
+                }
+            }
+        }
+        Command::Cache(CacheCommand::Clean { kernels, common }) => report_result(cache_clean(&kernels, &common)),
         Command::Kernel(a) => with_kernel(&a, &progress, |k| {
             println!("{}", serde_json::to_string_pretty(k).expect("kernel serialises"));
             Ok(())
         }),
     }
+}
+
+fn cache_clean(kernels: &[String], common: &CommonArgs) -> Result<(), String> {
+    let cache = common.cache();
+    let releases = if kernels.is_empty() {
+        None
+    } else {
+        let mut rels = Vec::new();
+        for spec in common.kernel_specs(kernels)? {
+            rels.push(spec.release(&cache).map_err(|e| runner::chain_error(&e))?);
+        }
+        Some(rels)
+    };
+    let removed = crate::cache::clean(&cache, releases.as_deref())?;
+    for p in &removed {
+        println!("removed {}", p.display());
+    }
+    if removed.is_empty() {
+        println!("nothing to remove in {}", cache.display());
+    }
+    Ok(())
 }
 
 fn report_result(result: Result<(), String>) -> i32 {

@@ -5,6 +5,7 @@
 
 pub mod agent_client;
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod fsutil;
 pub mod image;

@@ -205,7 +205,17 @@ fn restored_guests_give_the_verdicts_and_snapshots_of_fresh_boots() {
 
 #[test]
 fn ctrl_c_leaves_no_qemu_behind() {
-    // Several guests at once, restored from a saved one: SIGINT while they run.
+    interrupted_run_leaves_no_qemu_behind(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_leaves_no_qemu_behind() {
+    // What CI runners and `timeout` send.
+    interrupted_run_leaves_no_qemu_behind(libc::SIGTERM);
+}
+
+fn interrupted_run_leaves_no_qemu_behind(signal: libc::c_int) {
+    // Several guests at once, restored from a saved one: the signal while they run.
     let out = tempfile::tempdir().unwrap();
     let mut child = klp_conform()
         .args(["conformance", "--accel", "tcg", "--jobs", "3", "--suite", "transition", "--out"])
@@ -225,10 +235,11 @@ fn ctrl_c_leaves_no_qemu_behind() {
         assert!(child.try_wait().unwrap().is_none(), "harness exited before booting a VM");
         std::thread::sleep(Duration::from_millis(100));
     };
-    // SAFETY: sending SIGINT to our own child, as a terminal's Ctrl-C would.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    // SAFETY: sending a signal to our own child, as a terminal's Ctrl-C or a CI timeout would.
+    unsafe { libc::kill(pid as i32, signal) };
     let status = child.wait().unwrap();
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(130), "the harness handles the signal and says so: {status:?}");
+    assert!(!out.path().join("report.json").exists(), "no partial report");
     let gone_by = Instant::now() + Duration::from_secs(5);
     for q in qemu {
         while Path::new(&format!("/proc/{q}")).exists()

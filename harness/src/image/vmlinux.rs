@@ -59,6 +59,7 @@ pub fn boot_image(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<
     let dir = cache.join("boot").join(&kernel.release);
     let out = dir.join("vmlinux");
     let stamp_file = dir.join("vmlinux.source");
+    let entry = crate::cache::vmlinux(&out);
     let meta = std::fs::metadata(&kernel.vmlinuz).map_err(io(format!("reading {}", kernel.vmlinuz.display())))?;
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
     let stamp = format!("{} {} {:?}\n", kernel.vmlinuz.display(), meta.len(), mtime);
@@ -73,12 +74,15 @@ pub fn boot_image(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<
         if let Some(why) = why.strip_prefix("bzImage: ") {
             return Ok((kernel.vmlinuz.clone(), format!("bzImage ({}, remembered)", why.trim_end())));
         }
-        if why.is_empty() && out.is_file() {
+        // Verified, not trusted: a truncated or emptied vmlinux is reported and made again.
+        if why.is_empty() && entry.verify_for_use(progress) {
             return Ok((out, "uncompressed vmlinux via PVH (cached)".into()));
         }
     }
-    // The stamp goes first: a crash between the two writes leaves no stamp, so no stale match.
+    // The stamp and the record go first: a crash between the writes leaves neither, so no
+    // stale match.
     let _ = std::fs::remove_file(&stamp_file);
+    entry.forget().map_err(io(format!("removing {}", entry.record_path().display())))?;
 
     let bz = std::fs::read(&kernel.vmlinuz).map_err(io(format!("reading {}", kernel.vmlinuz.display())))?;
     let fallback = |why: String| {
@@ -106,6 +110,9 @@ pub fn boot_image(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<
         return fallback("the kernel has no PVH entry point (CONFIG_PVH)".into());
     }
     crate::fsutil::write_atomic(&out, &elf).map_err(io(format!("writing {}", out.display())))?;
+    entry
+        .record(serde_json::json!({ "bzImage": stamp.trim_end(), "decompressed_with": tool }))
+        .map_err(io(format!("recording {}", out.display())))?;
     crate::fsutil::write_atomic(&stamp_file, stamp.as_bytes())
         .map_err(io(format!("writing {}", stamp_file.display())))?;
     Ok((out, "uncompressed vmlinux via PVH".into()))

@@ -132,9 +132,13 @@ impl AptRoot {
         }
         let _lock = crate::fsutil::FileLock::acquire(&self.dir.with_extension("lock"))
             .map_err(|e| KernelError::io(format!("locking {}", self.dir.display()), e))?;
-        if self.has_lists() && !refresh {
+        let entry = crate::cache::apt_lists(&self.dir);
+        let made_from = || serde_json::json!({ "suite": self.suite, "family": suite_family(&self.suite) });
+        if !refresh && entry.verify_or_adopt(progress, || self.has_lists(), made_from) && self.has_lists() {
             return Ok(());
         }
+        // Being refreshed: the old record no longer describes what apt is about to write.
+        entry.forget().map_err(|e| KernelError::io(format!("removing {}", entry.record_path().display()), e))?;
         let mirror = std::env::var(MIRROR_ENV).unwrap_or_else(|_| "http://deb.debian.org".into());
         for sub in ["lists/partial", "cache/archives/partial"] {
             let d = self.dir.join(sub);
@@ -170,6 +174,9 @@ impl AptRoot {
                 ),
             });
         }
+        entry
+            .record(serde_json::json!({ "suite": self.suite, "family": suite_family(&self.suite), "mirror": mirror }))
+            .map_err(|e| KernelError::io(format!("recording the apt lists in {}", self.dir.display()), e))?;
         Ok(())
     }
 

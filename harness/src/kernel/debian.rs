@@ -68,7 +68,13 @@ impl DebianFetcher {
         let lock_path = self.kernels().join(format!("{abi}.lock"));
         let _lock = crate::fsutil::FileLock::acquire(&lock_path)
             .map_err(|e| KernelError::io(format!("locking {}", lock_path.display()), e))?;
-        if let Some(mut k) = read_cached(&meta) {
+        let entry = crate::cache::kernel_tree(&dir);
+        let usable = entry.verify_or_adopt(
+            progress,
+            || read_cached(&meta).is_some(),
+            || read_cached(&meta).map(|k| made_from(&k, &[])).unwrap_or_default(),
+        );
+        if let Some(mut k) = read_cached(&meta).filter(|_| usable) {
             if req.version.is_none_or(|v| v == k.version) {
                 progress.note(format!("kernel {abi}: cached in {}", dir.display()));
                 k.spec = req.spec.clone();
@@ -81,6 +87,10 @@ impl DebianFetcher {
             ));
         }
         require_tool("dpkg-deb", "dpkg", "extract Debian kernel packages")?;
+        // From here until the record is written the entry is being remade: nothing of the old
+        // one may pass as complete if this run is interrupted.
+        entry.forget().map_err(|e| KernelError::io(format!("removing {}", entry.record_path().display()), e))?;
+        let _ = std::fs::remove_file(&meta);
         let apt = AptRoot::new(&self.cache, req.suite)?;
         apt.ensure(false, progress)?;
         // Lists older than the pin (or than a new ABI) are refreshed once before giving up.
@@ -166,13 +176,30 @@ impl DebianFetcher {
         };
         crate::fsutil::write_atomic(&meta, serde_json::to_string_pretty(&kernel).unwrap().as_bytes())
             .map_err(|e| KernelError::io(format!("writing {}", meta.display()), e))?;
+        entry
+            .record(made_from(&kernel, &pkgs))
+            .map_err(|e| KernelError::io(format!("recording the cache entry {}", dir.display()), e))?;
         Ok(kernel)
     }
 
-    /// The cached kernel of `abi`, if one is there (nothing is downloaded).
+    /// The cached kernel of `abi`, if one is there and intact (nothing is downloaded).
     pub fn cached(&self, abi: &str) -> Option<Kernel> {
-        read_cached(&self.kernels().join(abi).join("kernel.json"))
+        let dir = self.kernels().join(abi);
+        match crate::cache::kernel_tree(&dir).check() {
+            crate::cache::Check::Ok(_) | crate::cache::Check::Unrecorded => read_cached(&dir.join("kernel.json")),
+            _ => None,
+        }
     }
+}
+
+/// What a kernel tree entry was made from: the packages and where they came from.
+fn made_from(k: &Kernel, packages: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "abi": k.release,
+        "version": k.version,
+        "suite": k.debian_suite,
+        "packages": packages,
+    })
 }
 
 fn read_cached(meta: &Path) -> Option<Kernel> {

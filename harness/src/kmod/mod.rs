@@ -346,6 +346,13 @@ fn read_entry(dir: &Path, release: &str) -> Option<ModuleSet> {
     })
 }
 
+/// Whether a file starts like an ELF object (a `.ko` a crash or a full disk left empty does not).
+fn is_elf(p: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+}
+
 /// Build every reference module variant for `kernel`. `source_root` is the repo's
 /// `reference-kmod/` dir; `cache` is the klp-conform cache dir.
 pub fn build_all(
@@ -397,16 +404,36 @@ pub fn build_all(
         ));
         Ok(set)
     };
-    // Entries appear by rename, complete: no lock needed to use one.
-    if let Some(set) = read_entry(&entry, &kernel.release) {
-        return cached(set);
+    let cache_entry = crate::cache::module_set(&entry);
+    let made_from = |toolchain: &str| {
+        serde_json::json!({
+            "release": kernel.release,
+            "key": key,
+            "builder": BUILDER_VERSION,
+            "rustc": tc.version_text.lines().next().unwrap_or_default(),
+            "toolchain": toolchain,
+        })
+    };
+    // Entries appear by rename, complete and recorded: no lock needed to use a good one.
+    if matches!(cache_entry.check(), crate::cache::Check::Ok(_)) {
+        if let Some(set) = read_entry(&entry, &kernel.release) {
+            return cached(set);
+        }
     }
     // Building one is serialised per key: a second run waits, then finds the first one's entry.
     let lock_path = release_dir.join(format!("{}.lock", &key[..16]));
     let _lock = crate::fsutil::FileLock::acquire(&lock_path)
         .map_err(|e| KmodError::io(format!("locking {}", lock_path.display()), e))?;
-    if let Some(set) = read_entry(&entry, &kernel.release) {
-        return cached(set);
+    let legacy = read_entry(&entry, &kernel.release).filter(|set| set.modules.values().all(|p| is_elf(p)));
+    let legacy_toolchain = legacy.as_ref().map(|s| s.toolchain.clone()).unwrap_or_default();
+    if cache_entry.verify_or_adopt(progress, || legacy.is_some(), || made_from(&legacy_toolchain)) {
+        if let Some(set) = read_entry(&entry, &kernel.release) {
+            return cached(set);
+        }
+        progress.note(format!(
+            "cache: {} is broken (its manifest does not list this kernel's modules): rebuilding",
+            entry.display()
+        ));
     }
 
     let started = Instant::now();
@@ -631,6 +658,9 @@ pub fn build_all(
         warnings,
     };
     write(&out_dir.join(MANIFEST), &serde_json::to_string_pretty(&manifest).expect("manifest serialises"))?;
+    cache_entry
+        .record_in(&out_dir, made_from(&manifest.toolchain))
+        .map_err(|e| KmodError::io(format!("recording the module set in {}", out_dir.display()), e))?;
     // Under the lock, an entry still here is one `read_entry` rejected (a killed run's, or an
     // older layout's): replace it, or the rename would fail on it forever.
     if entry.exists() {

@@ -144,8 +144,17 @@ pub fn core_for(
     let sysroot = |dir: &Path| Sysroot { dir: dir.to_path_buf(), target_json: dir.join(TARGET_FILE) };
     let complete =
         |dir: &Path| ["libcore.rlib", "libcompiler_builtins.rlib", TARGET_FILE].iter().all(|f| dir.join(f).is_file());
-    // Entries appear by rename, complete: no lock needed to use one.
-    if complete(&dir) {
+    let entry = crate::cache::rust_core(&dir);
+    let made_from = || {
+        serde_json::json!({
+            "rustc": tc.version_text.lines().next().unwrap_or_default(),
+            "library": tc.library,
+            "key": key,
+            "flags": flags,
+        })
+    };
+    // Entries appear by rename, complete and recorded: no lock needed to use a good one.
+    if matches!(entry.check(), crate::cache::Check::Ok(_)) {
         return Ok(sysroot(&dir));
     }
     std::fs::create_dir_all(&root).map_err(|e| KmodError::io(format!("creating {}", root.display()), e))?;
@@ -153,7 +162,7 @@ pub fn core_for(
     let lock_path = root.join(format!("{name}.lock"));
     let _lock = crate::fsutil::FileLock::acquire(&lock_path)
         .map_err(|e| KmodError::io(format!("locking {}", lock_path.display()), e))?;
-    if complete(&dir) {
+    if entry.verify_or_adopt(progress, || complete(&dir), made_from) {
         return Ok(sysroot(&dir));
     }
     super::sweep_stale_scratch(&root);
@@ -196,6 +205,9 @@ pub fn core_for(
         std::fs::remove_dir_all(&dir)
             .map_err(|e| KmodError::io(format!("removing the incomplete core build {}", dir.display()), e))?;
     }
+    entry
+        .record_in(scratch.path(), made_from())
+        .map_err(|e| KmodError::io(format!("recording the core build in {}", scratch.path().display()), e))?;
     let built = scratch.keep();
     if let Err(e) = std::fs::rename(&built, &dir) {
         let _ = std::fs::remove_dir_all(&built);

@@ -233,15 +233,22 @@ pub fn ensure(spec: &RootSpec, cache: &Path, progress: &Progress) -> Result<Root
     let dir = cache.join("toolchains");
     let name = spec.name();
     let entry = dir.join(&name);
-    if let Some(root) = read_entry(&entry) {
-        return Ok(root);
+    let cache_entry = crate::cache::toolchain_root(&entry);
+    let made_from = || serde_json::to_value(spec).unwrap_or_default();
+    // Entries appear by rename, complete and recorded: no lock needed to use a good one.
+    if matches!(cache_entry.check(), crate::cache::Check::Ok(_)) {
+        if let Some(root) = read_entry(&entry) {
+            return Ok(root);
+        }
     }
     std::fs::create_dir_all(&dir).map_err(|e| KmodError::io(format!("creating {}", dir.display()), e))?;
     let lock_path = dir.join(format!("{name}.lock"));
     let _lock = crate::fsutil::FileLock::acquire(&lock_path)
         .map_err(|e| KmodError::io(format!("locking {}", lock_path.display()), e))?;
-    if let Some(root) = read_entry(&entry) {
-        return Ok(root);
+    if cache_entry.verify_or_adopt(progress, || read_entry(&entry).is_some(), made_from) {
+        if let Some(root) = read_entry(&entry) {
+            return Ok(root);
+        }
     }
     let mmdebstrap = require_tool("mmdebstrap", "mmdebstrap", "make a toolchain root of another Debian release")?;
     require_tool("unshare", "util-linux", "run the kernel's toolchain inside its root")?;
@@ -317,6 +324,9 @@ pub fn ensure(spec: &RootSpec, cache: &Path, progress: &Progress) -> Result<Root
         serde_json::to_string_pretty(&manifest).expect("manifest serialises").as_bytes(),
     )
     .map_err(|e| KmodError::io("writing the toolchain root's manifest", e))?;
+    cache_entry
+        .record_in(&scratch.0, made_from())
+        .map_err(|e| KmodError::io(format!("recording the toolchain root in {}", scratch.0.display()), e))?;
     if entry.exists() {
         progress.note(format!("kmod: replacing the incomplete toolchain root {}", entry.display()));
         super::remove_tree(&entry)

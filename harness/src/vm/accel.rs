@@ -15,7 +15,7 @@ use crate::progress::Progress;
 /// How long a KVM guest may take to reach the agent (it takes ~1–2 s where KVM works).
 pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
-const CACHE_FILE: &str = "accel-probe.json";
+pub const CACHE_FILE: &str = "accel-probe.json";
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Remembered {
@@ -72,8 +72,14 @@ pub fn probe_accel(
     let _lock =
         crate::fsutil::FileLock::acquire(&lock).map_err(|e| VmError::io(format!("locking {}", lock.display()), e))?;
     let key = host_key(&probe.vmlinuz);
-    let mut cache: BTreeMap<String, Remembered> =
-        std::fs::read_to_string(&cache_file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    // Verified, not trusted: a probe file that does not match its record (or does not parse)
+    // is reported, dropped and probed again.
+    let entry = crate::cache::accel_probe(&cache_file);
+    let read = || -> Option<BTreeMap<String, Remembered>> {
+        serde_json::from_str(&std::fs::read_to_string(&cache_file).ok()?).ok()
+    };
+    let usable = entry.verify_or_adopt(progress, || read().is_some(), || serde_json::json!("probes of this host"));
+    let mut cache: BTreeMap<String, Remembered> = usable.then(read).flatten().unwrap_or_default();
     if let Some(r) = cache.get(&key) {
         return Ok((r.accel, format!("{} (remembered from the probe in {})", r.note, cache_file.display())));
     }
@@ -110,8 +116,15 @@ pub fn probe_accel(
     cache.insert(key, Remembered { accel, note: note.clone(), probed_at });
     let json = serde_json::to_string_pretty(&cache).expect("plain data serialises");
     // Not being able to remember is not worth failing the run for: the next run probes again.
-    if let Err(e) = crate::fsutil::write_atomic(&cache_file, json.as_bytes()) {
-        progress.note(format!("could not remember the KVM probe in {}: {e}", cache_file.display()));
+    let written = entry
+        .forget()
+        .and_then(|()| crate::fsutil::write_atomic(&cache_file, json.as_bytes()))
+        .and_then(|()| entry.record(serde_json::json!("probes of this host")).map(drop));
+    if let Err(e) = written {
+        progress.note(format!(
+            "could not remember the KVM probe: {}",
+            crate::fsutil::describe_io_error(&e, &cache_file, Some(json.len() as u64))
+        ));
     }
     Ok((accel, note))
 }

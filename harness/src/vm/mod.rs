@@ -14,7 +14,7 @@
 //!   **Boot a [`Vm`] on the thread that owns it**: PDEATHSIG fires when the spawning thread ends.
 //! - [`probe_accel`] decides between KVM and TCG once per host and kernel.
 
-mod accel;
+pub mod accel;
 pub mod args;
 pub mod console;
 mod qmp;
