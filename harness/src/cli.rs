@@ -20,8 +20,9 @@ pub enum Command {
     Conformance(ConformanceArgs),
     /// Build the reference livepatch modules for a kernel and print where they are.
     Kmod(KernelArgs),
-    /// Fetch (or find) a kernel and print its artefacts.
-    Kernel(KernelArgs),
+    /// Fetch (or find) a kernel and print its artefacts; `kernel config <tree>` configures a
+    /// kernel source tree for klp-conform.
+    Kernel(KernelCommand),
     /// Benchmarks (medians and ratios within one run).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -43,6 +44,36 @@ pub enum SuitesCommand {
     Check {
         /// Suite files [default: every suites/*.yaml].
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct KernelCommand {
+    #[command(subcommand)]
+    pub sub: Option<KernelSub>,
+    #[command(flatten)]
+    pub args: KernelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelSub {
+    /// Give a kernel source tree the smallest config klp-conform and every suite need: `make
+    /// <base>`, the tree's scripts/kconfig/merge_config.sh with images/kernel-config.fragment,
+    /// `make olddefconfig`; then print what changed against the base, which fragment options
+    /// Kconfig did not take, and whether the result has what a run checks. Exit 2 if it lacks
+    /// something the harness needs.
+    Config {
+        /// The kernel source tree (its .config is replaced; the old one is kept as
+        /// .config.before-klp-conform).
+        tree: PathBuf,
+        #[arg(long, value_enum, default_value = "tinyconfig")]
+        base: crate::kernel::tree_config::Base,
+        /// The fragment to merge [default: <workspace>/images/kernel-config.fragment].
+        #[arg(long, value_name = "FILE")]
+        fragment: Option<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -318,10 +349,42 @@ pub fn execute(cmd: Command) -> i32 {
         Command::Kernels(KernelsCommand::Update { dry_run, common }) => {
             report_result(crate::kernel::pin_tools::update(&common.pins(), &common.cache(), dry_run, &progress))
         }
-        Command::Kernel(a) => with_kernel(&a, &progress, |k| {
+        Command::Kernel(KernelCommand { sub: Some(KernelSub::Config { tree, base, fragment, common }), .. }) => {
+            kernel_config(&tree, base, fragment, &common, &progress)
+        }
+        Command::Kernel(KernelCommand { sub: None, args: a }) => with_kernel(&a, &progress, |k| {
             println!("{}", serde_json::to_string_pretty(k).expect("kernel serialises"));
             Ok(())
         }),
+    }
+}
+
+fn kernel_config(
+    tree: &std::path::Path,
+    base: crate::kernel::tree_config::Base,
+    fragment: Option<PathBuf>,
+    common: &CommonArgs,
+    progress: &Progress,
+) -> i32 {
+    let fragment = fragment.unwrap_or_else(|| common.workspace.join(crate::kernel::tree_config::FRAGMENT_PATH));
+    let result =
+        crate::image::GuestRecipe::from_workspace(&common.workspace).map_err(|e| e.to_string()).and_then(|recipe| {
+            crate::kernel::tree_config::configure(tree, base, &fragment, &recipe, progress)
+                .map_err(|e| runner::chain_error(&e))
+        });
+    match result {
+        Ok(done) => {
+            print!("{}", done.render());
+            if done.missing.is_some() {
+                EXIT_HARNESS
+            } else {
+                0
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS
+        }
     }
 }
 
