@@ -585,7 +585,7 @@ fn snapshots_diff(kernels: &[String], dir: &std::path::Path, common: &CommonArgs
         if specs.len() != 2 {
             return Err(format!("snapshots diff takes exactly two kernels, got {}", specs.len()));
         }
-        specs.iter().map(|s| s.release(&common.cache()).map_err(|e| e.to_string())).collect()
+        specs.iter().map(|s| s.snapshot_key(&common.cache()).map_err(|e| e.to_string())).collect()
     })();
     let releases = match releases {
         Ok(r) => r,
@@ -616,8 +616,10 @@ fn snapshots_matrix(kernels: &[String], json: bool, dir: &std::path::Path, commo
     } else {
         common.kernel_specs(kernels)?
     };
-    let releases =
-        specs.iter().map(|s| s.release(&common.cache()).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let releases = specs
+        .iter()
+        .map(|s| s.snapshot_key(&common.cache()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     let labels: Vec<String> = specs.iter().map(ToString::to_string).collect();
     let m = crate::snapshot::matrix::build(dir, &releases, &labels)?;
     if json {

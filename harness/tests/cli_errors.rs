@@ -145,6 +145,18 @@ fn snapshots_diff_exit_codes() {
     let (code, _, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", "debian:6.1.0-9-amd64");
     assert_eq!(code, 2);
     assert!(err.contains("no snapshots for kernel 6.1.0-9-amd64"), "{err}");
+    // A build tree of the very same release is compared by its own snapshots, never by the
+    // package's.
+    let tree = fake_tree(|c| c);
+    std::fs::write(tree.path().join("include/config/kernel.release"), "6.1.0-1-amd64\n").unwrap();
+    let (code, _, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", tree.path().to_str().unwrap());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no snapshots for kernel 6.1.0-1-amd64+tree"), "{err}");
+    snap("6.1.0-1-amd64+tree", "enabled = 0\n");
+    let (code, out, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", tree.path().to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(out.starts_with("snapshots of 6.1.0-1-amd64 (-) against 6.1.0-1-amd64+tree (+)"), "{out}");
+    assert!(out.contains("+enabled = 0"), "{out}");
 }
 
 #[test]

@@ -169,7 +169,7 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
                     settings: &cfg.snapshots,
                     source: relative_to(&suites[w.suite].path, &cfg.workspace),
                     suite: suites[w.suite].suite.name().to_string(),
-                    release: p.kernel.release.clone(),
+                    release: kernel::snapshot_key(&cfg.kernels[w.kernel], &p.kernel.release),
                 };
                 run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)
             }
