@@ -18,6 +18,11 @@ enum Task {
     Harness(klp_conform::cli::Command),
     /// Run the test suite (unit and VM integration tests) with cargo-nextest.
     Test {
+        /// Also the slow tests (ignored by default): building a kernel from Debian's
+        /// linux-source-6.1 with images/kernel-config.fragment and running the lifecycle suite
+        /// on it (~10 minutes on two cores).
+        #[arg(long)]
+        slow: bool,
         /// Extra arguments for `cargo nextest run`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -28,11 +33,12 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Task::Harness(cmd) => klp_conform::cli::execute(cmd),
-        Task::Test { args } => {
+        Task::Test { slow, args } => {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
                 .current_dir(klp_conform::cli::default_workspace())
                 .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(slow.then_some("--run-ignored=all"))
                 .args(&args)
                 .status();
             match status {
