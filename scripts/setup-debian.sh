@@ -22,6 +22,9 @@ packages=(
   zstd              # .ko.zst modules and zstd-compressed kernels, likewise
   cpio              # only for inspecting initramfs images by hand; the harness writes cpio itself
   ca-certificates
+  # Building a kernel developer's own tree (README "Your own kernel tree", `cargo xtask test
+  # --slow`): Kconfig's conf, objtool for ORC, sign-file and the signing key for MODULE_SIG.
+  flex bison bc libelf-dev libssl-dev
   # The tests validate every report format with what its consumers trust:
   libxml2-utils     #   xmllint: junit.xml against Jenkins' JUnit schema
   chromium          #   report.html rendered headless (its console must stay quiet)

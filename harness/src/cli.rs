@@ -20,8 +20,9 @@ pub enum Command {
     Conformance(ConformanceArgs),
     /// Build the reference livepatch modules for a kernel and print where they are.
     Kmod(KernelArgs),
-    /// Fetch (or find) a kernel and print its artefacts.
-    Kernel(KernelArgs),
+    /// Fetch (or find) a kernel and print its artefacts; `kernel config <tree>` configures a
+    /// kernel source tree for klp-conform.
+    Kernel(KernelCommand),
     /// Benchmarks (medians and ratios within one run).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -107,6 +108,36 @@ pub enum SuitesCommand {
     Check {
         /// Suite files [default: every suites/*.yaml].
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct KernelCommand {
+    #[command(subcommand)]
+    pub sub: Option<KernelSub>,
+    #[command(flatten)]
+    pub args: KernelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelSub {
+    /// Give a kernel source tree the smallest config klp-conform and every suite need: `make
+    /// <base>`, the tree's scripts/kconfig/merge_config.sh with images/kernel-config.fragment,
+    /// `make olddefconfig`; then print what changed against the base, which fragment options
+    /// Kconfig did not take, and whether the result has what a run checks. Exit 2 if it lacks
+    /// something the harness needs.
+    Config {
+        /// The kernel source tree (its .config is replaced; the old one is kept as
+        /// .config.before-klp-conform).
+        tree: PathBuf,
+        #[arg(long, value_enum, default_value = "tinyconfig")]
+        base: crate::kernel::tree_config::Base,
+        /// The fragment to merge [default: <workspace>/images/kernel-config.fragment].
+        #[arg(long, value_name = "FILE")]
+        fragment: Option<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -400,7 +431,10 @@ pub fn execute(cmd: Command) -> i32 {
             }
         }
         Command::Cache(CacheCommand::Clean { kernels, common }) => report_result(cache_clean(&kernels, &common)),
-        Command::Kernel(a) => with_kernel(&a, &progress, |k| {
+        Command::Kernel(KernelCommand { sub: Some(KernelSub::Config { tree, base, fragment, common }), .. }) => {
+            kernel_config(&tree, base, fragment, &common, &progress)
+        }
+        Command::Kernel(KernelCommand { sub: None, args: a }) => with_kernel(&a, &progress, |k| {
             println!("{}", serde_json::to_string_pretty(k).expect("kernel serialises"));
             Ok(())
         }),
@@ -426,6 +460,35 @@ fn cache_clean(kernels: &[String], common: &CommonArgs) -> Result<(), String> {
         println!("nothing to remove in {}", cache.display());
     }
     Ok(())
+}
+
+fn kernel_config(
+    tree: &std::path::Path,
+    base: crate::kernel::tree_config::Base,
+    fragment: Option<PathBuf>,
+    common: &CommonArgs,
+    progress: &Progress,
+) -> i32 {
+    let fragment = fragment.unwrap_or_else(|| common.workspace.join(crate::kernel::tree_config::FRAGMENT_PATH));
+    let result =
+        crate::image::GuestRecipe::from_workspace(&common.workspace).map_err(|e| e.to_string()).and_then(|recipe| {
+            crate::kernel::tree_config::configure(tree, base, &fragment, &recipe, progress)
+                .map_err(|e| runner::chain_error(&e))
+        });
+    match result {
+        Ok(done) => {
+            print!("{}", done.render());
+            if done.missing.is_some() {
+                EXIT_HARNESS
+            } else {
+                0
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS
+        }
+    }
 }
 
 fn report_result(result: Result<(), String>) -> i32 {
@@ -705,7 +768,7 @@ fn snapshots_diff(kernels: &[String], dir: &std::path::Path, common: &CommonArgs
         if specs.len() != 2 {
             return Err(format!("snapshots diff takes exactly two kernels, got {}", specs.len()));
         }
-        specs.iter().map(|s| s.release(&common.cache()).map_err(|e| e.to_string())).collect()
+        specs.iter().map(|s| s.snapshot_key(&common.cache()).map_err(|e| e.to_string())).collect()
     })();
     let releases = match releases {
         Ok(r) => r,
@@ -736,8 +799,10 @@ fn snapshots_matrix(kernels: &[String], json: bool, dir: &std::path::Path, commo
     } else {
         common.kernel_specs(kernels)?
     };
-    let releases =
-        specs.iter().map(|s| s.release(&common.cache()).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()?;
+    let releases = specs
+        .iter()
+        .map(|s| s.snapshot_key(&common.cache()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     let labels: Vec<String> = specs.iter().map(ToString::to_string).collect();
     let m = crate::snapshot::matrix::build(dir, &releases, &labels)?;
     if json {

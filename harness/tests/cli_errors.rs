@@ -145,6 +145,18 @@ fn snapshots_diff_exit_codes() {
     let (code, _, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", "debian:6.1.0-9-amd64");
     assert_eq!(code, 2);
     assert!(err.contains("no snapshots for kernel 6.1.0-9-amd64"), "{err}");
+    // A build tree of the very same release is compared by its own snapshots, never by the
+    // package's.
+    let tree = fake_tree(|c| c);
+    std::fs::write(tree.path().join("include/config/kernel.release"), "6.1.0-1-amd64\n").unwrap();
+    let (code, _, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", tree.path().to_str().unwrap());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no snapshots for kernel 6.1.0-1-amd64+tree"), "{err}");
+    snap("6.1.0-1-amd64+tree", "enabled = 0\n");
+    let (code, out, err) = snapshots_diff(dir.path(), "debian:6.1.0-1-amd64", tree.path().to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(out.starts_with("snapshots of 6.1.0-1-amd64 (-) against 6.1.0-1-amd64+tree (+)"), "{out}");
+    assert!(out.contains("+enabled = 0"), "{out}");
 }
 
 #[test]
@@ -204,4 +216,78 @@ fn case_globs_select_and_a_glob_that_selects_nothing_is_an_error() {
     assert_eq!(code, Some(2));
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("--case nope/* matches no case"), "{err}");
+}
+
+/// A kernel build tree as `--kernel <tree>` resolves it (release, bzImage, .config) — nothing
+/// in it can be built or booted, so the test also shows that the refusal comes first. Its
+/// config is the fragment a developer merges, with what Kconfig derives from it, and `edit`.
+fn fake_tree(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let fragment =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/kernel-config.fragment"))
+            .unwrap();
+    let derived = "CONFIG_X86_64=y\nCONFIG_HAVE_RELIABLE_STACKTRACE=y\nCONFIG_DYNAMIC_FTRACE_WITH_ARGS=y\n\
+                   CONFIG_COMPAT_BINFMT_ELF=y\n";
+    std::fs::write(d.path().join(".config"), edit(format!("{fragment}{derived}"))).unwrap();
+    std::fs::create_dir_all(d.path().join("include/config")).unwrap();
+    std::fs::write(d.path().join("include/config/kernel.release"), "6.1.192\n").unwrap();
+    std::fs::create_dir_all(d.path().join("arch/x86/boot")).unwrap();
+    std::fs::write(d.path().join("arch/x86/boot/bzImage"), b"not a kernel").unwrap();
+    d
+}
+
+fn tree_run(tree: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .arg("conformance")
+        .arg("--kernel")
+        .arg(tree)
+        .args(args)
+        .output()
+        .unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+/// A tree without reliable stack traces (tinyconfig's UNWINDER_GUESS) and without the agent
+/// channel's driver is refused before anything is built or booted: exit 2, one message naming
+/// every option to set.
+#[test]
+fn a_tree_without_what_the_harness_needs_is_refused_before_boot_naming_the_options() {
+    let tree = fake_tree(|c| {
+        c.replace("CONFIG_UNWINDER_ORC=y", "CONFIG_UNWINDER_GUESS=y")
+            .replace("CONFIG_HAVE_RELIABLE_STACKTRACE=y\n", "")
+            .replace("CONFIG_VIRTIO_CONSOLE=y", "# CONFIG_VIRTIO_CONSOLE is not set")
+    });
+    let out = tree.path().join("out");
+    let (code, _, err) = tree_run(tree.path(), &["--suite", "lifecycle", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("kernel 6.1.192 cannot be tested: its config lacks what klp-conform needs"), "{err}");
+    assert!(err.contains("CONFIG_UNWINDER_ORC=y, not CONFIG_UNWINDER_GUESS=y"), "{err}");
+    assert!(err.contains("CONFIG_VIRTIO_CONSOLE=y (or m)") && err.contains("images/guest.yaml"), "{err}");
+    assert_eq!(err.matches("not CONFIG_UNWINDER_GUESS").count(), 1, "the list is said once, not per case: {err}");
+    for never in ["building the guest agent", "reference modules ready", "kmod:", "accelerator:"] {
+        assert!(!err.contains(never), "nothing may be built or booted ({never}): {err}");
+    }
+    // Every case reports it as its error.
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(report.contains("CONFIG_UNWINDER_ORC=y, not CONFIG_UNWINDER_GUESS=y"), "{report}");
+}
+
+/// The same tree with the fragment's options as they are: `--list` (which builds and boots
+/// nothing) plans every case; without MODULE_SIG and DYNAMIC_DEBUG the cases that need them
+/// are skips naming the option, never errors.
+#[test]
+fn a_tree_with_the_fragment_passes_and_case_options_are_skips() {
+    let tree = fake_tree(|c| c);
+    let (code, out, err) = tree_run(tree.path(), &["--list", "--suite", "lifecycle", "--suite", "loading"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("  error "), "{out}");
+    assert!(!out.contains("  skip  loading/"), "{out}");
+    let tree = fake_tree(|c| {
+        c.replace("CONFIG_MODULE_SIG=y", "# CONFIG_MODULE_SIG is not set").replace("CONFIG_COMPAT_BINFMT_ELF=y\n", "")
+    });
+    let (code, out, err) = tree_run(tree.path(), &["--list", "--suite", "loading"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("  error "), "{out}");
+    assert!(out.contains("  skip  loading/ambiguous-symbol: needs CONFIG_COMPAT_BINFMT_ELF=y or m"), "{out}");
+    assert!(out.contains("needs CONFIG_MODULE_SIG=y, which kernel 6.1.192 lacks"), "{out}");
 }

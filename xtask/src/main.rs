@@ -19,6 +19,11 @@ enum Task {
     /// Run the test suite (unit and VM integration tests) with cargo-nextest, nextest profile
     /// `xtask`: every test but the conformance cases of klp-conform-suites.
     Test {
+        /// Also the slow tests (ignored by default): building a kernel from Debian's
+        /// linux-source-6.1 with images/kernel-config.fragment and running the lifecycle suite
+        /// on it (~10 minutes on two cores).
+        #[arg(long)]
+        slow: bool,
         /// Extra arguments for `cargo nextest run`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -29,7 +34,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Task::Harness(cmd) => klp_conform::cli::execute(cmd),
-        Task::Test { args } => {
+        Task::Test { slow, args } => {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             // The `xtask` profile (.config/nextest.toml) leaves out the conformance cases of
             // klp-conform-suites (one test per case × kernel, each booting a guest).
@@ -42,6 +47,7 @@ fn main() {
                 .current_dir(klp_conform::cli::default_workspace())
                 .args(["nextest", "run", "--workspace", "--no-fail-fast"])
                 .args(profile)
+                .args(slow.then_some("--run-ignored=all"))
                 .args(&args)
                 .status();
             match status {

@@ -47,6 +47,11 @@ impl KConfig {
         self.values.get(&format!("CONFIG_{name}")).map(String::as_str)
     }
 
+    /// The names of the set options, without the `CONFIG_` prefix.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(|k| k.strip_prefix("CONFIG_").unwrap_or(k))
+    }
+
     /// An integer value (`CONFIG_FUNCTION_PADDING_BYTES=16`).
     pub fn int(&self, name: &str) -> Option<u32> {
         self.get(name).and_then(|v| v.parse().ok())

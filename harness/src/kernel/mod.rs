@@ -11,6 +11,7 @@ mod local;
 pub mod pin_tools;
 pub mod pins;
 pub mod prereq;
+pub mod tree_config;
 
 use std::path::{Path, PathBuf};
 
@@ -83,6 +84,12 @@ impl KernelSpec {
         })
     }
 
+    /// The name this kernel's snapshots are stored under ([`snapshot_key`]), without
+    /// downloading anything.
+    pub fn snapshot_key(&self, cache: &Path) -> Result<String, KernelError> {
+        Ok(snapshot_key(self, &self.release(cache)?))
+    }
+
     /// The release (`uname -r`) this spec names, without downloading anything: the pinned or
     /// named ABI, what bookworm's linux-image-amd64 points to for `debian`, the tree's
     /// `include/config/kernel.release` for a build tree.
@@ -100,6 +107,20 @@ impl KernelSpec {
                     .map_err(|e| KernelError::io(format!("reading {}", p.display()), e))
             }
         }
+    }
+}
+
+/// What a build tree's snapshots are stored under, after its release: a tree built from
+/// Debian's source can have exactly the release of a packaged kernel (`6.1.0-57-amd64` with
+/// that LOCALVERSION), and its snapshots must never be compared as that package's.
+pub const TREE_SNAPSHOT_MARK: &str = "+tree";
+
+/// The name a kernel's regression snapshots are stored under (`…@<key>.snap`): its release,
+/// marked for a build tree.
+pub fn snapshot_key(spec: &KernelSpec, release: &str) -> String {
+    match spec {
+        KernelSpec::LocalTree(_) => format!("{release}{TREE_SNAPSHOT_MARK}"),
+        _ => release.to_string(),
     }
 }
 
@@ -238,5 +259,20 @@ mod tests {
         assert!(KernelSpec::parse("debian:a b", &p).is_err());
         let e = KernelSpec::parse("/nonexistent/tree", &p).unwrap_err().to_string();
         assert!(e.contains("a pinned kernel (6.1, 7.2)"), "{e}");
+    }
+
+    /// A tree with the very release of a pinned package is stored apart from it.
+    #[test]
+    fn tree_snapshots_are_marked() {
+        let p = pins();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("include/config")).unwrap();
+        std::fs::write(d.path().join("include/config/kernel.release"), "6.1.0-57-amd64\n").unwrap();
+        let tree = KernelSpec::parse(d.path().to_str().unwrap(), &p).unwrap();
+        let pinned = KernelSpec::parse("6.1", &p).unwrap();
+        let cache = d.path().join("cache");
+        assert_eq!(tree.release(&cache).unwrap(), pinned.release(&cache).unwrap());
+        assert_eq!(tree.snapshot_key(&cache).unwrap(), "6.1.0-57-amd64+tree");
+        assert_eq!(pinned.snapshot_key(&cache).unwrap(), "6.1.0-57-amd64");
     }
 }

@@ -72,6 +72,8 @@ pub struct SnapshotContext<'a> {
     /// The suite file, relative to the checkout.
     pub source: String,
     pub suite: String,
+    /// What the snapshots are stored under: the release, marked for a build tree
+    /// ([`crate::kernel::snapshot_key`]).
     pub release: String,
 }
 

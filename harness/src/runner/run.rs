@@ -126,9 +126,12 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
     };
     // Every kernel's artefacts first (downloads and builds are the CPU's, not the guests'),
     // then every case of every kernel through one pool of guests.
+    // What each kernel lacks is said for all of them before anything is built or booted.
+    let checked: Vec<Result<Kernel, String>> =
+        cfg.kernels.iter().map(|spec| precheck(spec, cfg, &guest, &suites, progress)).collect();
     let mut prepared: Vec<PreparedKernel> = Vec::new();
-    for (k, spec) in cfg.kernels.iter().enumerate() {
-        let p = prepare(spec, cfg, &guest, &suites, progress);
+    for ((k, spec), checked) in cfg.kernels.iter().enumerate().zip(checked) {
+        let p = checked.and_then(|kernel| prepare(kernel, cfg, &guest, &suites, progress));
         let info = KernelInfo {
             spec: spec.to_string(),
             release: p.as_ref().ok().map(|p| p.kernel.release.clone()),
@@ -171,7 +174,7 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
                     settings: &cfg.snapshots,
                     source: relative_to(&suites[w.suite].path, &cfg.workspace),
                     suite: suites[w.suite].suite.name().to_string(),
-                    release: p.kernel.release.clone(),
+                    release: kernel::snapshot_key(&cfg.kernels[w.kernel], &p.kernel.release),
                 };
                 run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)
             }
@@ -308,6 +311,7 @@ pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) 
         })
         .collect::<Result<Vec<_>, suite::SuiteError>>()?;
     let suites = select_cases(suites, &cfg.cases)?;
+    let guest = GuestRecipe::from_workspace(&cfg.workspace)?;
     let w = |out: &mut dyn std::io::Write, line: String| {
         writeln!(out, "{line}").map_err(|source| RunError::Output { path: "stdout".into(), source })
     };
@@ -322,7 +326,7 @@ pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) 
         w(out, format!("kernel {spec} → {} ({})", kernel.release, kernel.version))?;
         let prereq = kernel::config::KConfig::load(&kernel.config)
             .ok()
-            .and_then(|c| kernel::prereq::harness_message(&kernel.release, &c));
+            .and_then(|c| kernel::prereq::harness_message(&kernel.release, &c, &guest));
         let (mut run, mut skip, mut error) = (0, 0, 0);
         for ls in &suites {
             for case in &ls.suite.cases {
@@ -436,24 +440,44 @@ pub fn coverage(report: &Report, workspace: &Path, progress: &Progress) -> Optio
     Some(suite::spec::Coverage::compute(&spec, checked))
 }
 
-/// Kernel, agent, modules, initramfs and accelerator for one kernel; an error string is what
-/// every case of this kernel reports as its `error`.
-fn prepare(
+/// The kernel, resolved, and its config checked against what the harness and the guest
+/// recipe need (an error naming everything missing at once: every case of this kernel reports
+/// it, exit 2) and what the cases need (said once here; those cases skip naming the option).
+/// Nothing is built or booted yet.
+fn precheck(
     spec: &KernelSpec,
     cfg: &RunConfig,
     guest: &GuestRecipe,
     suites: &[LoadedSuite],
     progress: &Progress,
-) -> Result<Prepared, String> {
+) -> Result<Kernel, String> {
     let t = Instant::now();
     let kernel = kernel::resolve(spec, &cfg.cache, progress).map_err(|e| format!("kernel {spec}: {}", chain(&e)))?;
-    let config = std::fs::read_to_string(&kernel.config)
+    let config = kernel::prereq::KernelConfig::load(&kernel.config)
         .map_err(|e| format!("kernel {}: reading its config {}: {e}", kernel.release, kernel.config.display()))?;
-    if let Some(msg) = kernel::prereq::harness_message(&kernel.release, &kernel::prereq::KernelConfig::parse(&config)) {
+    if let Some(msg) = kernel::prereq::harness_message(&kernel.release, &config, guest) {
         return Err(msg);
     }
+    for a in kernel::prereq::advice(&config, guest) {
+        progress.note(format!("kernel {}: consider {}: {}", kernel.release, a.set, a.why));
+    }
+    let cases = suites.iter().flat_map(|ls| ls.suite.cases.iter().map(move |c| (ls.suite.name(), c)));
+    if let Some(msg) = suite::config_gaps_message(&kernel.release, &suite::config_gaps(cases, &kernel)) {
+        progress.note(msg);
+    }
     progress.note(format!("kernel {} ready ({:.1}s)", kernel.release, t.elapsed().as_secs_f64()));
+    Ok(kernel)
+}
 
+/// Agent, modules, initramfs and accelerator for one checked kernel; an error string is what
+/// every case of this kernel reports as its `error`.
+fn prepare(
+    kernel: Kernel,
+    cfg: &RunConfig,
+    guest: &GuestRecipe,
+    suites: &[LoadedSuite],
+    progress: &Progress,
+) -> Result<Prepared, String> {
     let t = Instant::now();
     let modules = kmod::build_all(&kernel, &cfg.workspace.join("reference-kmod"), &cfg.cache, progress)
         .map_err(|e| format!("building the reference modules for {}: {}", kernel.release, chain(&e)))?;
