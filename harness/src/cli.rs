@@ -211,6 +211,11 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "tcg")]
         accel: Accel,
     },
+    /// Handler latency: what a call of a livepatched function costs, per kernel and state
+    /// (unpatched, ftrace-only, patched, patched+ftrace, stacked, replace-nop, after-disable),
+    /// interleaved in randomised rounds in one fresh guest per kernel; writes DIR/bench.json
+    /// (schema klp-conform.bench.v1) and prints a table, one column per kernel.
+    Latency(LatencyArgs),
     /// Wall time of the same cases run three ways, interleaved: one guest at a time each
     /// booting its own (`--jobs 1 --fresh-boot`), parallel guests each booting their own, and
     /// the default (parallel guests restored from one saved booted guest); the ratio, and the
@@ -231,6 +236,39 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct LatencyArgs {
+    /// Kernels, the first being the baseline of the table (`matrix`: every pinned kernel).
+    /// Repeatable. [default: the pinned default]
+    #[arg(long = "kernel", value_name = "SPEC")]
+    pub kernels: Vec<String>,
+    /// `icount`: guest instructions (-icount shift=0,sleep=off, deterministic, comparable
+    /// across kernels and hosts); `host`: the host's TSC under plain TCG (ratios within the run
+    /// only). Never mixed in one result.
+    #[arg(long, value_enum, default_value = "icount")]
+    pub clock: crate::bench::latency::Clock,
+    /// Rounds; each visits every state once, in a new random order.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Batches kept per state and round.
+    #[arg(long, default_value_t = 31)]
+    pub batches: usize,
+    /// Batches discarded after every state change.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Calls of the function per batch (with preemption and interrupts off).
+    #[arg(long, default_value_t = 1000)]
+    pub calls: usize,
+    /// Seed of the round order and the bootstrap.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where bench.json goes, and each kernel's guest logs (`logs/<release>/console.log`).
+    #[arg(long, value_name = "DIR", default_value = "target/klp-conform/bench")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -401,6 +439,7 @@ pub fn execute(cmd: Command) -> i32 {
             print!("{}", bench.render(&format!("{} under {accel}", k.release)));
             Ok(())
         }),
+        Command::Bench(BenchCommand::Latency(a)) => report_result(bench_latency(&a, &progress)),
         Command::Bench(BenchCommand::Suite { kernels, suites, jobs, rounds, accel, common }) => {
             report_result(bench_suite(&kernels, &suites, jobs, rounds, accel, &common, &progress))
         }
@@ -719,6 +758,56 @@ fn bench_suite(
         }
     }
     print!("{}", results.render());
+    Ok(())
+}
+
+fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<(), String> {
+    use crate::bench::latency::{self, BenchReport, Settings, SettingsOut, State};
+    let settings = Settings {
+        clock: a.clock,
+        rounds: a.rounds,
+        batches: a.batches,
+        warmup: a.warmup,
+        calls: a.calls,
+        seed: a.seed,
+        states: State::ALL.to_vec(),
+    };
+    settings.check()?;
+    let specs = a.common.kernel_specs(&a.kernels)?;
+    let cache = a.common.cache();
+    // Fail before any guest boots if the result cannot be written.
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("creating {}: {e}", a.out.display()))?;
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let agent = crate::image::agent_binary(&a.common.workspace, progress).map_err(|e| runner::chain_error(&e))?;
+    let recipe = crate::image::GuestRecipe::from_workspace(&a.common.workspace).map_err(|e| e.to_string())?;
+    let scratch = tempfile::Builder::new().prefix("klp-bench-latency-").tempdir().map_err(|e| e.to_string())?;
+    let mut kernels = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let mut k = kernel::resolve(spec, &cache, progress).map_err(|e| runner::chain_error(&e))?;
+        k.spec = spec.to_string();
+        let set = crate::kmod::build_all(&k, &a.common.workspace.join("reference-kmod"), &cache, progress)
+            .map_err(|e| runner::chain_error(&e))?;
+        let (dir, logs) = (scratch.path().join(i.to_string()), a.out.join("logs").join(&k.release));
+        let input =
+            latency::KernelInput { kernel: &k, modules: &set.modules, agent: &agent, cache: &cache, recipe: &recipe };
+        let r = latency::run_kernel(&input, &settings, &dir, &logs, progress)?;
+        progress.note(format!("bench latency: {} done in {:.1} s", k.release, r.wall_s));
+        kernels.push(r);
+    }
+    let report = BenchReport {
+        schema: latency::SCHEMA.into(),
+        benchmark: "latency".into(),
+        started_at,
+        clock: a.clock,
+        unit: a.clock.unit().into(),
+        settings: SettingsOut { rounds: a.rounds, batches: a.batches, warmup: a.warmup, calls: a.calls, seed: a.seed },
+        kernels,
+    };
+    let path = a.out.join("bench.json");
+    crate::fsutil::write_atomic(&path, latency::render_json(&report).as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    print!("{}", latency::render_table(&report));
+    progress.note(format!("bench latency: wrote {}", path.display()));
     Ok(())
 }
 

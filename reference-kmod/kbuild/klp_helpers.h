@@ -29,5 +29,17 @@ void klp_helper_seq_puts(struct seq_file *m, const char *s);
 int klp_helper_module_state(const struct module *mod);
 /* kthread_run(fn, data, "%s", name): the task, or NULL with *err set to the negative errno. */
 struct task_struct *klp_helper_kthread_run(int (*fn)(void *data), void *data, const char *name, int *err);
+/* preempt_disable() + local_irq_save(): the flags for klp_helper_irq_restore (benchmark batches). */
+unsigned long klp_helper_irq_save(void);
+/* local_irq_restore(flags) + preempt_enable(). */
+void klp_helper_irq_restore(unsigned long flags);
+/*
+ * A plain ftrace user of one function (the benchmark's ftrace-only state): one ftrace_ops per
+ * module, no SAVE_REGS, no IPMODIFY, filtered on `name`, whose callback counts its calls.
+ * 0 or a negative errno; the callback's signature and the recursion flag differ before 5.11.
+ */
+int klp_helper_ftrace_user_register(const char *name);
+void klp_helper_ftrace_user_unregister(void);
+unsigned long klp_helper_ftrace_user_hits(void);
 
 #endif

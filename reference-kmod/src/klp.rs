@@ -607,6 +607,14 @@ impl SeqFile {
         // a valid, exclusively used seq_file for the duration of the call), `s` is NUL-terminated.
         unsafe { b::klp_helper_seq_puts(self.0.get(), s.as_ptr()) }
     }
+
+    /// Append formatted text (at most 255 bytes per call; the rest is cut).
+    pub fn print(&self, args: core::fmt::Arguments<'_>) {
+        let mut l = Line { buf: [0; 256], len: 0 };
+        let _ = core::fmt::write(&mut l, args);
+        // SAFETY: `buf` stays NUL-terminated (see `Line`).
+        unsafe { b::klp_helper_seq_puts(self.0.get(), l.buf.as_ptr().cast()) }
+    }
 }
 
 /// A `/proc` show function (`int (*)(struct seq_file *, void *)`).
@@ -658,6 +666,25 @@ pub fn proc_remove(name: &'static CStr) {
 #[macro_export]
 macro_rules! traceable {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $imp:path;) => {
+        $crate::__forwarder! { fentry = 1; $(#[$attr])* $vis fn $name($($arg: $ty),*) -> $ret = $imp; }
+    };
+}
+
+/// The untraced twin of a [`traceable!`] function, for calibration: the same assembly (padding,
+/// `endbr64`, the `call` of `$imp`, the return thunk) without the `call __fentry__` and its
+/// `__mcount_loc` record, so ftrace and livepatch cannot touch it. The difference between the
+/// two, called the same way, is what the ftrace location costs (its 5-byte NOP while unused).
+#[macro_export]
+macro_rules! untraced {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $imp:path;) => {
+        $crate::__forwarder! { fentry = 0; $(#[$attr])* $vis fn $name($($arg: $ty),*) -> $ret = $imp; }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __forwarder {
+    (fentry = $fentry:literal; $(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $imp:path;) => {
         // The forwarding below passes the registers through unchanged: `$imp` must have exactly
         // this signature.
         const _: extern "C" fn($($ty),*) -> $ret = $imp;
@@ -677,11 +704,13 @@ macro_rules! traceable {
             ".if {ibt}",
             "endbr64",
             ".endif",
+            ".if {fentry}",
             "1: call __fentry__",
             ".pushsection __mcount_loc, \"a\"",
             ".balign 8",
             ".quad 1b",
             ".popsection",
+            ".endif",
             "sub rsp, 8",
             "call {imp}",
             "add rsp, 8",
@@ -700,6 +729,7 @@ macro_rules! traceable {
             ibt = const $crate::kconfig::IBT,
             rethunk = const $crate::kconfig::RETHUNK,
             sls = const $crate::kconfig::SLS,
+            fentry = const $fentry,
             imp = sym $imp,
         );
 
@@ -714,28 +744,88 @@ macro_rules! traceable {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Benchmarks: the time-stamp counter, batches with interrupts off, a plain ftrace user
+
+/// The time-stamp counter (`lfence; rdtsc`, as the kernel's `rdtsc_ordered`). Under QEMU TCG it
+/// reads the host's TSC; under `-icount shift=0` it reads QEMU's virtual clock, which then
+/// advances by one per guest instruction.
+#[inline(always)]
+pub fn cycles() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: `lfence` and `rdtsc` only read the counter into eax:edx; no memory is touched.
+    unsafe { core::arch::asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    ((hi as u64) << 32) | lo as u64
+}
+
+/// Preemption and local interrupts off until dropped (`preempt_disable` + `local_irq_save`).
+/// Keep what runs under it short (well under a millisecond of real time).
+pub struct IrqsOff(c_ulong);
+
+impl IrqsOff {
+    pub fn new() -> Self {
+        // SAFETY: the helper returns the saved flags that `drop` restores, on the same CPU
+        // (preemption is off in between).
+        Self(unsafe { b::klp_helper_irq_save() })
+    }
+}
+
+impl Drop for IrqsOff {
+    fn drop(&mut self) {
+        // SAFETY: the flags `new` saved, restored once, on the same CPU.
+        unsafe { b::klp_helper_irq_restore(self.0) }
+    }
+}
+
+/// The module's one plain `ftrace_ops` (no SAVE_REGS, no IPMODIFY), filtered on one function,
+/// whose callback only counts (see `klp_helper_ftrace_user_register`).
+pub struct FtraceUser;
+
+impl FtraceUser {
+    /// Register it on `name`; 0 or a negative errno (EBUSY if already registered).
+    pub fn register(name: &CStr) -> c_int {
+        // SAFETY: the helper copies the NUL-terminated name.
+        unsafe { b::klp_helper_ftrace_user_register(name.as_ptr()) }
+    }
+
+    /// Unregister it (no-op if it is not registered); the callback no longer runs on return.
+    pub fn unregister() {
+        // SAFETY: serialised by module init/exit, the only callers.
+        unsafe { b::klp_helper_ftrace_user_unregister() }
+    }
+
+    /// How many times the callback ran.
+    pub fn hits() -> c_ulong {
+        // SAFETY: a plain read of a counter.
+        unsafe { b::klp_helper_ftrace_user_hits() }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // printk
+
+/// A NUL-terminated line of at most 255 bytes, formatted into a stack buffer.
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl core::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &c in s.as_bytes() {
+            // Keep the last byte for the NUL; a NUL inside the text would end it early.
+            if self.len < self.buf.len() - 1 && c != 0 {
+                self.buf[self.len] = c;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Format `module: <args>\n` into a line (truncated at 255 bytes) and printk it at `level`
 /// (`b'6'` = KERN_INFO, `b'3'` = KERN_ERR). Use [`pr_info!`]/[`pr_err!`].
 #[doc(hidden)]
 pub fn __printk(level: u8, module_path: &str, args: core::fmt::Arguments<'_>) {
-    struct Line {
-        buf: [u8; 256],
-        len: usize,
-    }
-    impl core::fmt::Write for Line {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            for &c in s.as_bytes() {
-                // Keep the last byte for the NUL; a NUL inside the text would end it early.
-                if self.len < self.buf.len() - 1 && c != 0 {
-                    self.buf[self.len] = c;
-                    self.len += 1;
-                }
-            }
-            Ok(())
-        }
-    }
     let mut l = Line { buf: [0; 256], len: 0 };
     let module = module_path.split("::").next().unwrap_or(module_path);
     let _ = core::fmt::write(&mut l, format_args!("\u{1}{}{}: {}\n", level as char, module, args));

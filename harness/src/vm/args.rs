@@ -63,10 +63,20 @@ pub fn accel_args(accel: Accel, threads: TcgThreads) -> Vec<OsString> {
     }
 }
 
+/// Guest time counts guest instructions (2^0 ns each) and does not run while the guest idles
+/// (`sleep=off`: QEMU jumps to the next timer instead): a deterministic clock for benchmarks,
+/// the same whatever the host's load. Only with single-threaded TCG.
+pub fn icount_args() -> Vec<OsString> {
+    os(&["-icount", "shift=0,sleep=off"])
+}
+
 /// The full QEMU command line for `cfg`.
 pub fn qemu_args(cfg: &VmConfig, paths: &QemuPaths) -> Vec<OsString> {
     let mut v = base_args();
     v.extend(accel_args(cfg.accel, cfg.guest.tcg_threads));
+    if cfg.icount {
+        v.extend(icount_args());
+    }
     v.extend(machine_args(cfg.guest.memory_mb, cfg.guest.cpus));
     v.extend(console_args(paths.console));
     v.extend(channel_args(&cfg.guest.channel, paths.agent_socket));
@@ -197,6 +207,9 @@ mod tests {
         assert!(isa.contains(" -device isa-serial,chardev=agent,index=1 "), "{isa}");
         assert!(isa.contains(" klp_agent.channel=tty:ttyS1 oops=panic"), "{isa}");
         assert!(!isa.contains("virtio"), "{isa}");
+        cfg.icount = true;
+        assert!(joined(&qemu_args(&cfg, &paths)).contains(" -accel tcg,thread=single -icount shift=0,sleep=off "));
+        cfg.icount = false;
         cfg.accel = Accel::Kvm;
         assert!(joined(&qemu_args(&cfg, &paths)).contains(" -accel kvm -cpu host "));
     }

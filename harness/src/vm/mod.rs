@@ -89,6 +89,9 @@ pub struct VmConfig {
     pub boot_timeout: Duration,
     /// Appended to the kernel command line.
     pub extra_cmdline: String,
+    /// `-icount shift=0,sleep=off` (TCG, single-threaded only): guest time counts guest
+    /// instructions, one nanosecond each, for benchmarks whose clock must not depend on the host.
+    pub icount: bool,
 }
 
 impl VmConfig {
@@ -101,6 +104,7 @@ impl VmConfig {
             guest: guest.clone(),
             boot_timeout: Duration::from_secs(60),
             extra_cmdline: String::new(),
+            icount: false,
         }
     }
 }
@@ -347,6 +351,10 @@ impl Vm {
             if !p.is_file() {
                 return Err(VmError::Config(format!("{what} {} does not exist", p.display())));
             }
+        }
+        if cfg.icount && (cfg.accel != Accel::Tcg || cfg.guest.tcg_threads != crate::image::recipe::TcgThreads::Single)
+        {
+            return Err(VmError::Config("-icount needs TCG with one host thread (tcg_threads: single)".into()));
         }
         if cfg.guest.cpus == 0 || cfg.guest.memory_mb < 64 {
             return Err(VmError::Config(format!(

@@ -136,3 +136,17 @@ pub fn assert_report_valid(v: &Value) {
         report_validator().iter_errors(v).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "report.json does not match reports/schema/report.schema.json:\n{}", errors.join("\n"));
 }
+
+// ---- bench.json: reports/schema/bench.schema.json ---------------------------------------------
+
+pub fn bench_validator() -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/schema/bench.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    jsonschema::options().should_validate_formats(true).build(&schema).expect("the schema is a valid JSON Schema")
+}
+
+pub fn assert_bench_valid(v: &Value) {
+    let errors: Vec<String> =
+        bench_validator().iter_errors(v).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "bench.json does not match reports/schema/bench.schema.json:\n{}", errors.join("\n"));
+}

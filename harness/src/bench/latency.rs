@@ -1,0 +1,699 @@
+//! `bench latency`: what a livepatched function costs its callers, per kernel.
+//!
+//! One guest per kernel, booted fresh. The modules (`reference-kmod/variants/klp_bench*.rs`):
+//! `klp_bench` holds the measured function `klp_bench_func` (an ftrace location) and its untraced
+//! twin, and times batches of calls of both with preemption and interrupts off whenever
+//! /proc/klp_bench is read; `klp_bench_ftrace` is a plain `ftrace_ops` on the function;
+//! `klp_bench_patch` and `klp_bench_patch2` are livepatches of it (the second stacked on the
+//! first); `klp_ref_replace_empty` is the atomic-replace patch that replaces them with nops.
+//!
+//! Each round visits every [`State`] in a new random order (never "all of A, then all of B"):
+//! enter the state from the bare target, read one set of batches, leave it. The first
+//! `warmup` batches of each read are discarded. A batch gives one value: the per-call cost
+//! `(ticks of the function's calls − ticks of the twin's calls) / calls`, i.e. what the ftrace
+//! location and whatever hangs on it cost on top of the function itself.
+//!
+//! Clocks ([`Clock`]): the guest's TSC, which under `-icount shift=0,sleep=off` counts guest
+//! instructions (deterministic, comparable across kernels and hosts), and under plain TCG is
+//! the host's TSC (host time: noisy, comparable only within one run). Never mixed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use klp_protocol::Condition;
+
+use super::stats::{self, PairedEffect};
+use crate::agent_client::AgentClient;
+use crate::image::{self, GuestRecipe};
+use crate::kernel::Kernel;
+use crate::progress::Progress;
+use crate::vm::{Accel, Vm, VmConfig};
+
+/// The schema name `bench.json` carries (`reports/schema/bench.schema.json`).
+pub const SCHEMA: &str = "klp-conform.bench.v1";
+
+/// The modules the benchmark loads (all built with the reference modules).
+pub const MODULES: [&str; 5] =
+    ["klp_bench", "klp_bench_ftrace", "klp_bench_patch", "klp_bench_patch2", "klp_ref_replace_empty"];
+
+/// What the guest's TSC counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// `-icount shift=0,sleep=off` on single-threaded TCG: one tick per guest instruction.
+    Icount,
+    /// Plain TCG: the host's TSC, i.e. host time spent emulating.
+    Host,
+}
+
+impl Clock {
+    /// The unit of a per-call cost on this clock.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::Icount => "instructions/call",
+            Self::Host => "host-tsc-ticks/call",
+        }
+    }
+}
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Icount => "icount",
+            Self::Host => "host",
+        })
+    }
+}
+
+/// The states measured, in report order; the first is the baseline of the paired differences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Only the target module: its ftrace location is a NOP.
+    Unpatched,
+    /// A plain ftrace_ops (no SAVE_REGS, no IPMODIFY) on the function.
+    FtraceOnly,
+    /// One livepatch, transition complete.
+    Patched,
+    /// The livepatch and the plain ftrace_ops: two ops on one function (ftrace's list path).
+    #[serde(rename = "patched+ftrace")]
+    PatchedFtrace,
+    /// Two livepatches of the function, the second stacked on the first.
+    Stacked,
+    /// The livepatch, then an atomic-replace patch with no functions (its nop is discarded once
+    /// its transition completes).
+    ReplaceNop,
+    /// The livepatch enabled then disabled (its module still loaded).
+    AfterDisable,
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        Self::Unpatched,
+        Self::FtraceOnly,
+        Self::Patched,
+        Self::PatchedFtrace,
+        Self::Stacked,
+        Self::ReplaceNop,
+        Self::AfterDisable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unpatched => "unpatched",
+            Self::FtraceOnly => "ftrace-only",
+            Self::Patched => "patched",
+            Self::PatchedFtrace => "patched+ftrace",
+            Self::Stacked => "stacked",
+            Self::ReplaceNop => "replace-nop",
+            Self::AfterDisable => "after-disable",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub clock: Clock,
+    pub rounds: usize,
+    /// Batches kept per state and round.
+    pub batches: usize,
+    /// Batches discarded at the start of each read (after every state change).
+    pub warmup: usize,
+    /// Calls of the function (and of its twin) per batch.
+    pub calls: usize,
+    /// Seed of the round order and the bootstrap.
+    pub seed: u64,
+    pub states: Vec<State>,
+}
+
+impl Settings {
+    pub fn check(&self) -> Result<(), String> {
+        if self.rounds == 0 || self.batches == 0 || self.calls == 0 {
+            return Err("--rounds, --batches and --calls must be at least 1".into());
+        }
+        if self.batches + self.warmup > 200 || self.calls > 100_000 {
+            return Err("at most 200 batches (warm-up included) of at most 100000 calls".into());
+        }
+        if self.states.first() != Some(&State::Unpatched) {
+            return Err("the unpatched state is the baseline and comes first".into());
+        }
+        Ok(())
+    }
+}
+
+/// `bench.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BenchReport {
+    pub schema: String,
+    pub benchmark: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub clock: Clock,
+    /// Per-call costs are in this unit.
+    pub unit: String,
+    pub settings: SettingsOut,
+    pub kernels: Vec<KernelResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SettingsOut {
+    pub rounds: usize,
+    pub batches: usize,
+    pub warmup: usize,
+    pub calls: usize,
+    pub seed: u64,
+}
+
+/// One kernel's run, with what its numbers depend on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KernelResult {
+    /// As given (`6.1`, `debian:<abi>`, a path).
+    pub spec: String,
+    pub release: String,
+    pub environment: Environment,
+    /// Seconds: booting the guest, and the whole benchmark on this kernel (boot to power-off;
+    /// the module build, cached after the first run, is not in it).
+    pub boot_s: f64,
+    pub wall_s: f64,
+    pub states: Vec<StateResult>,
+}
+
+/// What a per-call cost depends on besides the kernel's code.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Environment {
+    pub clock: Clock,
+    /// `tcg` (the only accelerator the benchmark uses so far).
+    pub accel: String,
+    /// `shift=0,sleep=off`, or null without icount.
+    pub icount: Option<String>,
+    /// `qemu-system-x86_64 --version`, first line.
+    pub qemu_version: String,
+    /// The guest CPU model (QEMU's default under TCG: `qemu64`).
+    pub cpu: String,
+    pub vcpus: u32,
+    /// `/sys/devices/system/clocksource/clocksource0/current_clocksource` in the guest.
+    pub clocksource: String,
+    /// CONFIG_HZ.
+    pub hz: Option<u32>,
+    /// `DYNAMIC_FTRACE_WITH_ARGS`, `DYNAMIC_FTRACE_WITH_REGS` (or both, `+`), or `none`.
+    pub ftrace_flavour: String,
+    /// `PREEMPT_RT`, `PREEMPT`, `PREEMPT_DYNAMIC`, `PREEMPT_VOLUNTARY` or `PREEMPT_NONE`.
+    pub preempt: String,
+}
+
+/// One state on one kernel.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateResult {
+    pub state: State,
+    /// Median and MAD of every kept batch's per-call cost (all rounds pooled).
+    pub median: f64,
+    pub mad: f64,
+    pub n: usize,
+    /// The median per-call cost of each round, in round order (what the pairing uses).
+    pub round_medians: Vec<f64>,
+    /// The twin's median per-call time (calibration: the function itself, without the ftrace
+    /// location).
+    pub calibration_median: f64,
+    /// Against the baseline state, paired by round; null for the baseline itself.
+    pub vs_unpatched: Option<PairedEffect>,
+    /// Every kept batch: `[function ticks, twin ticks]`, per round.
+    pub batches: Vec<Vec<[u64; 2]>>,
+}
+
+/// One read of /proc/klp_bench: the batches' `(function ticks, twin ticks)` and the calls per
+/// batch the module used.
+pub fn parse_batches(text: &str) -> Result<(usize, Vec<[u64; 2]>), String> {
+    let mut lines = text.lines();
+    let head = lines.next().ok_or("empty /proc/klp_bench")?;
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let calls = match words.as_slice() {
+        ["klp_bench:", "clock", "tsc", "calls", c, "batches", _] => {
+            c.parse::<usize>().map_err(|_| format!("bad header `{head}`"))?
+        }
+        _ => return Err(format!("bad header `{head}`")),
+    };
+    let mut out = Vec::new();
+    for l in lines {
+        let mut w = l.split_whitespace().map(str::parse::<u64>);
+        match (w.next(), w.next(), w.next()) {
+            (Some(Ok(f)), Some(Ok(t)), None) => out.push([f, t]),
+            _ => return Err(format!("bad batch line `{l}` (the module says: {l})")),
+        }
+    }
+    Ok((calls, out))
+}
+
+/// Per-call cost of one batch: (function − twin) / calls.
+pub fn per_call(b: [u64; 2], calls: usize) -> f64 {
+    (b[0] as f64 - b[1] as f64) / calls as f64
+}
+
+/// The summary of one state from its rounds of batches; `baseline` are the baseline state's
+/// round medians (None for the baseline itself).
+pub fn summarize(
+    state: State,
+    rounds: Vec<Vec<[u64; 2]>>,
+    calls: usize,
+    baseline: Option<&[f64]>,
+    seed: u64,
+) -> StateResult {
+    let all: Vec<f64> = rounds.iter().flatten().map(|b| per_call(*b, calls)).collect();
+    let twin: Vec<f64> = rounds.iter().flatten().map(|b| b[1] as f64 / calls as f64).collect();
+    let round_medians: Vec<f64> = rounds
+        .iter()
+        .map(|r| stats::median(&r.iter().map(|b| per_call(*b, calls)).collect::<Vec<_>>()).unwrap_or(f64::NAN))
+        .collect();
+    let vs_unpatched = baseline.and_then(|b| stats::paired_effect(&round_medians, b, seed));
+    StateResult {
+        state,
+        median: stats::median(&all).unwrap_or(f64::NAN),
+        mad: stats::mad(&all).unwrap_or(f64::NAN),
+        n: all.len(),
+        round_medians,
+        calibration_median: stats::median(&twin).unwrap_or(f64::NAN),
+        vs_unpatched,
+        batches: rounds,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The guest side
+
+fn agent_err(e: impl std::fmt::Display) -> String {
+    format!("agent: {e}")
+}
+
+fn load(a: &mut AgentClient, name: &str) -> Result<(), String> {
+    a.load_module(&image::guest_module_path(name), "")
+        .map_err(agent_err)?
+        .map_err(|e| format!("loading {name}: {} ({})", e.name, e.message))
+}
+
+fn wait(a: &mut AgentClient, c: Condition, what: &str) -> Result<(), String> {
+    let (met, last) = a.wait_for(c, Duration::from_secs(60)).map_err(agent_err)?;
+    if met {
+        Ok(())
+    } else {
+        Err(format!("{what} did not happen within 60 s (last: {last:?})"))
+    }
+}
+
+fn lp(name: &str) -> String {
+    format!("/sys/kernel/livepatch/{name}")
+}
+
+/// Load a livepatch and wait until its transition completed.
+fn enable(a: &mut AgentClient, name: &str) -> Result<(), String> {
+    load(a, name)?;
+    let c = Condition::FileEquals { path: format!("{}/transition", lp(name)), value: "0".into() };
+    wait(a, c, &format!("{name}'s patching transition"))
+}
+
+/// Disable a livepatch and wait until it is gone from sysfs (its module stays loaded).
+fn disable(a: &mut AgentClient, name: &str) -> Result<(), String> {
+    a.write_file(&format!("{}/enabled", lp(name)), "0\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("disabling {name}: {}", e.name))?;
+    wait(a, Condition::Absent { path: lp(name) }, &format!("{name}'s unpatching"))
+}
+
+/// Unload, retrying while the module is still referenced (a disabled patch's module is
+/// released by the livepatch core's work, shortly after its sysfs directory went).
+fn unload(a: &mut AgentClient, name: &str) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        match a.unload_module(name).map_err(agent_err)? {
+            Ok(()) => return Ok(()),
+            Err(e) if (e.name == "EAGAIN" || e.name == "EBUSY") && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(format!("unloading {name}: {} ({})", e.name, e.message)),
+        }
+    }
+}
+
+/// From the bare target to `state`.
+fn enter(a: &mut AgentClient, state: State) -> Result<(), String> {
+    match state {
+        State::Unpatched => Ok(()),
+        State::FtraceOnly => load(a, "klp_bench_ftrace"),
+        State::Patched => enable(a, "klp_bench_patch"),
+        State::PatchedFtrace => {
+            load(a, "klp_bench_ftrace")?;
+            enable(a, "klp_bench_patch")
+        }
+        State::Stacked => {
+            enable(a, "klp_bench_patch")?;
+            enable(a, "klp_bench_patch2")
+        }
+        State::ReplaceNop => {
+            enable(a, "klp_bench_patch")?;
+            enable(a, "klp_ref_replace_empty")?;
+            wait(a, Condition::Absent { path: lp("klp_bench_patch") }, "klp_bench_patch's replacement")
+        }
+        State::AfterDisable => {
+            enable(a, "klp_bench_patch")?;
+            disable(a, "klp_bench_patch")
+        }
+    }
+}
+
+/// From `state` back to the bare target.
+fn leave(a: &mut AgentClient, state: State) -> Result<(), String> {
+    match state {
+        State::Unpatched => Ok(()),
+        State::FtraceOnly => unload(a, "klp_bench_ftrace"),
+        State::Patched => {
+            disable(a, "klp_bench_patch")?;
+            unload(a, "klp_bench_patch")
+        }
+        State::PatchedFtrace => {
+            disable(a, "klp_bench_patch")?;
+            unload(a, "klp_bench_patch")?;
+            unload(a, "klp_bench_ftrace")
+        }
+        State::Stacked => {
+            disable(a, "klp_bench_patch2")?;
+            unload(a, "klp_bench_patch2")?;
+            disable(a, "klp_bench_patch")?;
+            unload(a, "klp_bench_patch")
+        }
+        State::ReplaceNop => {
+            disable(a, "klp_ref_replace_empty")?;
+            unload(a, "klp_ref_replace_empty")?;
+            unload(a, "klp_bench_patch")
+        }
+        State::AfterDisable => unload(a, "klp_bench_patch"),
+    }
+}
+
+/// Read one set of batches and drop the warm-up.
+fn measure(a: &mut AgentClient, s: &Settings) -> Result<Vec<[u64; 2]>, String> {
+    let text =
+        a.read_file("/proc/klp_bench").map_err(agent_err)?.map_err(|e| format!("/proc/klp_bench: {}", e.name))?;
+    let (calls, mut batches) = parse_batches(&text)?;
+    if calls != s.calls || batches.len() != s.batches + s.warmup {
+        return Err(format!(
+            "/proc/klp_bench ran {} batches of {calls} calls, not {} of {}",
+            batches.len(),
+            s.batches + s.warmup,
+            s.calls
+        ));
+    }
+    Ok(batches.split_off(s.warmup))
+}
+
+/// What the host and the kernel's config say about the environment (the guest's clocksource
+/// is filled in once it runs).
+pub fn environment(kernel: &Kernel, clock: Clock, vcpus: u32) -> Environment {
+    let cfg = crate::kernel::config::KConfig::load(&kernel.config)
+        .unwrap_or_else(|_| crate::kernel::config::KConfig::parse(""));
+    let flavour: Vec<&str> =
+        ["DYNAMIC_FTRACE_WITH_ARGS", "DYNAMIC_FTRACE_WITH_REGS"].into_iter().filter(|o| cfg.on(o)).collect();
+    let preempt = ["PREEMPT_RT", "PREEMPT_DYNAMIC", "PREEMPT", "PREEMPT_VOLUNTARY", "PREEMPT_NONE"]
+        .into_iter()
+        .find(|o| cfg.on(o))
+        .unwrap_or("unknown");
+    let qemu_version = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
+    Environment {
+        clock,
+        accel: "tcg".into(),
+        icount: (clock == Clock::Icount).then(|| "shift=0,sleep=off".into()),
+        qemu_version,
+        cpu: "qemu64 (QEMU's TCG default; no -cpu given)".into(),
+        vcpus,
+        clocksource: String::new(),
+        hz: cfg.int("HZ"),
+        ftrace_flavour: if flavour.is_empty() { "none".into() } else { flavour.join("+") },
+        preempt: preempt.into(),
+    }
+}
+
+/// A kernel with its modules built (name → .ko), the agent, the cache and the guest recipe.
+pub struct KernelInput<'a> {
+    pub kernel: &'a Kernel,
+    pub modules: &'a std::collections::BTreeMap<String, PathBuf>,
+    pub agent: &'a Path,
+    pub cache: &'a Path,
+    pub recipe: &'a GuestRecipe,
+}
+
+/// Run the benchmark on one kernel whose modules are built (`modules`: name → .ko); the
+/// guest's `console.log` and `qemu.log` go to `logs`.
+pub fn run_kernel(
+    input: &KernelInput<'_>,
+    settings: &Settings,
+    scratch: &Path,
+    logs: &Path,
+    progress: &Progress,
+) -> Result<KernelResult, String> {
+    let KernelInput { kernel, modules, agent, cache, recipe } = *input;
+    let kos: Vec<PathBuf> = MODULES
+        .iter()
+        .map(|m| modules.get(*m).cloned().ok_or_else(|| format!("module {m} was not built for {}", kernel.release)))
+        .collect::<Result<_, _>>()?;
+    let (boot_image, _) = image::boot_image(kernel, cache, progress).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    let initramfs = scratch.join("initramfs.cpio");
+    let boot = image::guest_modules(kernel, recipe).map_err(|e| e.to_string())?;
+    image::Initramfs::new(agent).modules(&kos).boot_modules(&boot).write(&initramfs).map_err(|e| e.to_string())?;
+    let mut recipe = recipe.clone();
+    if settings.clock == Clock::Icount {
+        // Under -icount the 6.1 guest hung bringing up its second CPU ("Booting SMP
+        // configuration", QEMU 7.2, single-threaded TCG): one vCPU, which the result records.
+        recipe.cpus = 1;
+    }
+    let mut env = environment(kernel, settings.clock, recipe.cpus);
+
+    let mut cfg = VmConfig::new(&boot_image, &initramfs, logs, &recipe);
+    cfg.accel = Accel::Tcg;
+    cfg.icount = settings.clock == Clock::Icount;
+    cfg.boot_timeout = Duration::from_secs(180);
+    let started = Instant::now();
+    let mut vm = Vm::boot(&cfg).map_err(|e| format!("{}: {}", kernel.release, crate::runner::chain_error(&e)))?;
+    let boot_s = vm.boot_time().as_secs_f64();
+    progress.note(format!("bench latency: {} booted in {boot_s:.1} s ({} clock)", kernel.release, settings.clock));
+    let result = (|| -> Result<Vec<Vec<Vec<[u64; 2]>>>, String> {
+        let a = vm.agent();
+        a.set_timeout(Duration::from_secs(120));
+        env.clocksource = a
+            .read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .map_err(agent_err)?
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| format!("unreadable ({})", e.name));
+        load(a, "klp_bench")?;
+        for (p, v) in [("calls", settings.calls), ("batches", settings.batches + settings.warmup)] {
+            a.write_file(&format!("/sys/module/klp_bench/parameters/{p}"), &format!("{v}\n"))
+                .map_err(agent_err)?
+                .map_err(|e| format!("setting klp_bench {p}: {}", e.name))?;
+        }
+        let mut rng = stats::Rng::new(settings.seed);
+        let mut per_state: Vec<Vec<Vec<[u64; 2]>>> = vec![Vec::new(); settings.states.len()];
+        for round in 0..settings.rounds {
+            let mut order: Vec<usize> = (0..settings.states.len()).collect();
+            rng.shuffle(&mut order);
+            for &i in &order {
+                let st = settings.states[i];
+                enter(a, st).map_err(|e| format!("entering {}: {e}", st.name()))?;
+                let b = measure(a, settings)?;
+                leave(a, st).map_err(|e| format!("leaving {}: {e}", st.name()))?;
+                per_state[i].push(b);
+            }
+            progress.note(format!(
+                "bench latency: {} round {}/{} ({})",
+                kernel.release,
+                round + 1,
+                settings.rounds,
+                order.iter().map(|&i| settings.states[i].name()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(per_state)
+    })();
+    if let Some(p) = vm.console_problem() {
+        return Err(format!("{}: the guest console shows a problem: {p:?}", kernel.release));
+    }
+    let _ = vm.shutdown();
+    let per_state = result?;
+    let wall_s = started.elapsed().as_secs_f64();
+
+    let mut states = Vec::new();
+    let mut baseline: Option<Vec<f64>> = None;
+    for (st, rounds) in settings.states.iter().zip(per_state) {
+        let r = summarize(*st, rounds, settings.calls, baseline.as_deref(), settings.seed);
+        if baseline.is_none() {
+            baseline = Some(r.round_medians.clone());
+        }
+        states.push(r);
+    }
+    Ok(KernelResult {
+        spec: kernel.spec.clone(),
+        release: kernel.release.clone(),
+        environment: env,
+        boot_s,
+        wall_s,
+        states,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+/// `bench.json`, pretty-printed.
+pub fn render_json(r: &BenchReport) -> String {
+    let mut s = serde_json::to_string_pretty(r).expect("the bench report serialises");
+    s.push('\n');
+    s
+}
+
+/// A number in 8 columns: 1 decimal, or unresolved.
+fn cell(e: Option<&PairedEffect>) -> String {
+    match e {
+        None => "baseline".into(),
+        Some(e) if !e.resolved => format!("unres. [{:.1},{:.1}]", e.ci95[0], e.ci95[1]),
+        Some(e) => format!("{:+.1} [{:.1},{:.1}]", e.median, e.ci95[0], e.ci95[1]),
+    }
+}
+
+/// The table: one row per state, per kernel its median per-call cost (MAD) and its paired
+/// difference against unpatched with the 95 % interval; from the second kernel on, the %
+/// difference of the median against the first kernel's. A geometric-mean row of the medians'
+/// ratios to the first kernel closes it (states with a positive median on both).
+pub fn render_table(r: &BenchReport) -> String {
+    let mut out = format!(
+        "handler latency, clock {} ({}); per call: median (MAD) | state − unpatched [95% CI]\n",
+        r.clock, r.unit
+    );
+    out.push_str(&format!("{:<15}", "state"));
+    for k in &r.kernels {
+        out.push_str(&format!(" | {:<44}", format!("{} ({})", k.spec, k.release)));
+    }
+    out.push('\n');
+    let first = r.kernels.first();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); r.kernels.len()];
+    let states: Vec<State> = first.map(|k| k.states.iter().map(|s| s.state).collect()).unwrap_or_default();
+    for st in states {
+        out.push_str(&format!("{:<15}", st.name()));
+        for (ki, k) in r.kernels.iter().enumerate() {
+            let Some(s) = k.states.iter().find(|s| s.state == st) else {
+                out.push_str(&format!(" | {:<44}", "-"));
+                continue;
+            };
+            let mut c = format!("{:8.1} ({:.1}) {}", s.median, s.mad, cell(s.vs_unpatched.as_ref()));
+            if ki > 0 {
+                if let Some(b) = first.and_then(|f| f.states.iter().find(|x| x.state == st)) {
+                    if b.median.abs() > 1e-9 {
+                        c.push_str(&format!(" {:+.1}%", (s.median - b.median) / b.median.abs() * 100.0));
+                    }
+                    if b.median > 0.0 && s.median > 0.0 {
+                        ratios[ki].push(s.median / b.median);
+                    }
+                }
+            }
+            out.push_str(&format!(" | {c:<44}"));
+        }
+        out.push('\n');
+    }
+    if r.kernels.len() > 1 {
+        out.push_str(&format!("{:<15}", "geomean ratio"));
+        for (ki, rs) in ratios.iter().enumerate() {
+            let g = if ki == 0 || rs.is_empty() {
+                "1.000".to_string()
+            } else {
+                format!("{:.3}", (rs.iter().map(|x| x.ln()).sum::<f64>() / rs.len() as f64).exp())
+            };
+            out.push_str(&format!(" | {g:<44}"));
+        }
+        out.push('\n');
+    }
+    for k in &r.kernels {
+        let e = &k.environment;
+        out.push_str(&format!(
+            "{}: {} | {} | cpu {} x{} | clocksource {} | HZ {} | {} | {} | boot {:.1} s, benchmark {:.1} s\n",
+            k.spec,
+            e.qemu_version,
+            e.icount.as_deref().map(|i| format!("-icount {i}")).unwrap_or_else(|| "no icount".into()),
+            e.cpu,
+            e.vcpus,
+            e.clocksource,
+            e.hz.map(|h| h.to_string()).unwrap_or_else(|| "?".into()),
+            e.ftrace_flavour,
+            e.preempt,
+            k.boot_s,
+            k.wall_s
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_parsed() {
+        let (calls, b) = parse_batches("klp_bench: clock tsc calls 1000 batches 2\n5000 3000\n5100 3000\n").unwrap();
+        assert_eq!((calls, b), (1000, vec![[5000, 3000], [5100, 3000]]));
+        assert!(parse_batches("").is_err());
+        assert!(parse_batches("klp_bench: clock tsc calls 10 batches 1\n1 2 3\n").is_err());
+        assert!(parse_batches("klp_bench: clock tsc calls 10 batches 1\nklp_bench: wrong result 3\n").is_err());
+    }
+
+    #[test]
+    fn a_state_is_summarised_against_the_baseline() {
+        let base = summarize(State::Unpatched, vec![vec![[1100, 1000]; 3]; 5], 100, None, 1);
+        assert_eq!((base.median, base.mad, base.n, base.calibration_median), (1.0, 0.0, 15, 10.0));
+        assert!(base.vs_unpatched.is_none());
+        let p = summarize(State::Patched, vec![vec![[11000, 1000]; 3]; 5], 100, Some(&base.round_medians), 1);
+        let e = p.vs_unpatched.unwrap();
+        assert_eq!((p.median, e.median, e.ci95, e.resolved), (100.0, 99.0, [99.0, 99.0], true));
+    }
+
+    #[test]
+    fn the_table_has_a_column_per_kernel_and_a_percent_difference() {
+        let k = |spec: &str, patched: u64| KernelResult {
+            spec: spec.into(),
+            release: format!("{spec}.0-1-amd64"),
+            environment: Environment {
+                clock: Clock::Icount,
+                accel: "tcg".into(),
+                icount: Some("shift=0,sleep=off".into()),
+                qemu_version: "QEMU emulator version 7.2.22".into(),
+                cpu: "qemu64".into(),
+                vcpus: 2,
+                clocksource: "tsc".into(),
+                hz: Some(250),
+                ftrace_flavour: "DYNAMIC_FTRACE_WITH_ARGS+DYNAMIC_FTRACE_WITH_REGS".into(),
+                preempt: "PREEMPT_DYNAMIC".into(),
+            },
+            boot_s: 3.0,
+            wall_s: 30.0,
+            states: {
+                let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
+                let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
+                vec![b, p]
+            },
+        };
+        let r = BenchReport {
+            schema: SCHEMA.into(),
+            benchmark: "latency".into(),
+            started_at: "2025-01-01T00:00:00Z".into(),
+            clock: Clock::Icount,
+            unit: Clock::Icount.unit().into(),
+            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1 },
+            kernels: vec![k("6.1", 11000), k("6.12", 12000)],
+        };
+        let t = render_table(&r);
+        assert!(t.contains("6.1 (6.1.0-1-amd64)") && t.contains("6.12 (6.12.0-1-amd64)"), "{t}");
+        assert!(t.contains("+99.0 [99.0,99.0]") && t.contains("+109.0 [109.0,109.0] +10.0%"), "{t}");
+        assert!(t.contains("geomean ratio"), "{t}");
+        let back: BenchReport = serde_json::from_str(&render_json(&r)).unwrap();
+        assert_eq!(back, r);
+    }
+}
