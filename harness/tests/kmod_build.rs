@@ -116,6 +116,10 @@ fn modules_for(spec: &KernelSpec) -> (klp_conform::kernel::Kernel, ModuleSet) {
 
 /// Every variant, and whether it is a livepatch (has `livepatch=Y` in .modinfo).
 const VARIANTS: &[(&str, bool)] = &[
+    ("klp_bench", false),
+    ("klp_bench_ftrace", false),
+    ("klp_bench_patch", true),
+    ("klp_bench_patch2", true),
     ("klp_ref_ambiguous", true),
     ("klp_ref_badpos", true),
     ("klp_ref_busy", false),
@@ -142,6 +146,7 @@ const VARIANTS: &[(&str, bool)] = &[
 
 /// Module parameters each variant must declare (`parmtype=<name>:<type>`).
 const PARAMS: &[(&str, &[&str])] = &[
+    ("klp_bench", &["batches:int", "calls:int"]),
     ("klp_ref_busy", &["block:bool", "kthread:bool", "sleep_mode:string"]),
     ("klp_ref_busy_patch", &["block:bool"]),
     ("klp_ref_callbacks", &["pre_patch_ret:int"]),
