@@ -13,10 +13,11 @@ cases:
   - name: sharp
     spec: [L1]
     equivalent_mutants:
-      - {id: \"10:no-wait\", why: \"test fixture: the transition ends during the load here\"}
+      - {id: \"10:no-wait\", why: \"test fixture: listed, not run\"}
     steps:
       - load: klp_ref_cmdline
       - wait: {path: /sys/kernel/livepatch/klp_ref_cmdline/transition, equals: \"0\", timeout_s: 60}
+      - kmsg: {contains: [\"'klp_ref_cmdline': patching complete\"]}
       - read: {path: /proc/cmdline, equals: \"klp_ref_cmdline: this has been live patched\"}
   - name: weak
     spec: [L1]
@@ -45,7 +46,7 @@ fn mutants_run_on_the_kernel_killed_survived_and_equivalent_counted() {
     eprintln!("suites mutate took {:.1} s\n{stdout}", started.elapsed().as_secs_f64());
     assert_eq!(o.status.code(), Some(1), "a mutant survives: exit 1\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("SURVIVED 15:no-wait: step 1 (wait for /sys/kernel/livepatch to appear): dropped"),
+        stdout.contains("SURVIVED 16:no-wait: step 1 (wait for /sys/kernel/livepatch to appear): dropped"),
         "{stdout}"
     );
     assert!(stdout.contains("equivalent 10:no-wait: test fixture"), "{stdout}");
@@ -57,16 +58,16 @@ fn mutants_run_on_the_kernel_killed_survived_and_equivalent_counted() {
     let sharp = &suite["cases"][0];
     assert_eq!(sharp["case"], "sharp");
     assert_eq!(sharp["status"], "mutated", "{sharp}");
-    // load errno, wait value, wait no-wait (equivalent), read value, read negate.
-    assert_eq!(sharp["mutants"], 5, "{sharp}");
-    assert_eq!(sharp["killed"], 4, "{sharp}");
+    // load errno, wait value, wait no-wait (equivalent), kmsg missing, read value, read negate.
+    assert_eq!(sharp["mutants"], 6, "{sharp}");
+    assert_eq!(sharp["killed"], 5, "{sharp}");
     assert_eq!(sharp["survived"].as_array().unwrap().len(), 0, "{sharp}");
     assert_eq!(sharp["equivalent"][0]["id"], "10:no-wait");
     let weak = &suite["cases"][1];
     assert_eq!(weak["mutants"], 2, "{weak}");
     assert_eq!(weak["killed"], 1, "{weak}");
-    assert_eq!(weak["survived"][0]["id"], "15:no-wait", "{weak}");
+    assert_eq!(weak["survived"][0]["id"], "16:no-wait", "{weak}");
     let score = &v["score"];
-    assert_eq!((score["killed"].as_u64(), score["survived"].as_u64()), (Some(5), Some(1)), "{score}");
+    assert_eq!((score["killed"].as_u64(), score["survived"].as_u64()), (Some(6), Some(1)), "{score}");
     assert_eq!((score["equivalent"].as_u64(), score["errors"].as_u64()), (Some(1), Some(0)), "{score}");
 }
