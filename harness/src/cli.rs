@@ -135,6 +135,10 @@ pub struct MutateArgs {
     /// Guests at once.
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
+    /// Run surviving mutants again, up to this many times: a mutant the case kills in any run
+    /// is killed (the report says which were killed only on a rerun: they depend on timing).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub reruns: usize,
     /// Also write the result as JSON (schema `klp-conform.mutate.v1`) to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -609,6 +613,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         }
         Ok(RunConfig {
             mutate: false,
+            mutants_only: None,
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
@@ -781,6 +786,7 @@ fn bench_suite(
         fresh_boot,
         shared_guest: false,
         mutate: false,
+        mutants_only: None,
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
@@ -868,6 +874,7 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             .collect::<Result<Vec<_>, _>>()?;
         let cfg = RunConfig {
             mutate: true,
+            mutants_only: None,
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: false,
@@ -915,12 +922,33 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             return EXIT_HARNESS;
         }
     };
-    let m = crate::mutation::build(&report, &suites);
+    let mut m = crate::mutation::build(&report, &suites);
+    let mut guests = report.runs.iter().map(|r| r.cases.len()).sum::<usize>();
+    let mut cfg = cfg;
+    for round in 1..=a.reruns {
+        let survivors = m.survivor_names();
+        if survivors.is_empty() {
+            break;
+        }
+        progress.note(format!("suites mutate: rerun {round}: {} surviving mutant(s)", survivors.len()));
+        cfg.mutants_only = Some(survivors);
+        cfg.out = a.out.join(format!("rerun-{round}"));
+        let mut files = crate::report::event::FilesReporter::new(cfg.out.clone(), cfg.reports.clone(), progress);
+        match runner::run(&cfg, &mut [&mut lines, &mut files], progress) {
+            Ok(r) => {
+                guests += r.runs.iter().map(|r| r.cases.len()).sum::<usize>();
+                m.killed_on_rerun(&r, round);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_HARNESS;
+            }
+        }
+    }
     print!("{}", m.render());
     progress.note(format!(
-        "suites mutate: {:.0} s wall, {} guests; logs in {}",
+        "suites mutate: {:.0} s wall, {guests} guests; logs in {}",
         started.elapsed().as_secs_f64(),
-        report.runs.iter().map(|r| r.cases.len()).sum::<usize>(),
         cfg.out.display()
     ));
     if let Some(json) = &a.json {

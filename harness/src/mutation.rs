@@ -52,6 +52,9 @@ pub struct CaseMutation {
     pub mutants: usize,
     pub killed: usize,
     pub survived: Vec<Mutant>,
+    /// Killed, but only when run again after surviving (`--reruns`): what the case checks
+    /// there depends on timing. Counted in `killed`.
+    pub killed_on_rerun: Vec<Mutant>,
     pub equivalent: Vec<Mutant>,
     pub errors: Vec<Mutant>,
 }
@@ -175,6 +178,7 @@ fn judge_case(
         mutants: all.len(),
         killed: 0,
         survived: Vec::new(),
+        killed_on_rerun: Vec::new(),
         equivalent: case
             .map(|c| &c.equivalent_mutants)
             .into_iter()
@@ -252,6 +256,64 @@ impl MutationReport {
         }
     }
 
+    /// `<suite>/<case>@<id>` of every surviving mutant (for a rerun).
+    pub fn survivor_names(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for k in &self.kernels {
+            for s in &k.suites {
+                for c in &s.cases {
+                    for m in &c.survived {
+                        out.insert(format!("{}/{}", s.suite, mutate::mutant_name(&c.case, &m.id)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Take in a rerun of survivors: a mutant that failed there (with its case's baseline
+    /// passing in the same run) moves from survived to killed.
+    pub fn killed_on_rerun(&mut self, rerun: &Report, round: usize) {
+        for run in &rerun.runs {
+            let Some(k) = self.kernels.iter_mut().find(|k| k.spec == run.kernel.spec) else { continue };
+            let baseline_ok = |suite: &str, case: &str| {
+                run.cases.iter().any(|o| {
+                    o.suite == suite && o.case == mutate::mutant_name(case, ORIGINAL) && o.status == Status::Pass
+                })
+            };
+            for o in run.cases.iter().filter(|o| o.status == Status::Fail) {
+                let Some((case, id)) = mutate::split_name(&o.case) else { continue };
+                if id == ORIGINAL || !baseline_ok(&o.suite, case) {
+                    continue;
+                }
+                let Some(s) = k.suites.iter_mut().find(|s| s.suite == o.suite) else { continue };
+                let Some(c) = s.cases.iter_mut().find(|c| c.case == case) else { continue };
+                if let Some(i) = c.survived.iter().position(|m| m.id == id) {
+                    let mut m = c.survived.remove(i);
+                    m.description = format!("{} (killed on rerun {round})", m.description);
+                    c.killed += 1;
+                    c.killed_on_rerun.push(m);
+                }
+            }
+        }
+        // Scores again, from the cases up.
+        let mut total = Score::default();
+        for k in &mut self.kernels {
+            let mut ks = Score::default();
+            for s in &mut k.suites {
+                let mut ss = Score::default();
+                for c in &s.cases {
+                    ss.add(&Score::of(c));
+                }
+                s.score = ss;
+                ks.add(&ss);
+            }
+            k.score = ks;
+            total.add(&ks);
+        }
+        self.score = total;
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
         for k in &self.kernels {
@@ -280,6 +342,9 @@ impl MutationReport {
                     }
                     for m in &c.survived {
                         s += &format!("      SURVIVED {}: {}\n", m.id, m.description);
+                    }
+                    for m in &c.killed_on_rerun {
+                        s += &format!("      killed only on a rerun {}: {}\n", m.id, m.description);
                     }
                     for m in &c.errors {
                         s += &format!(
@@ -315,5 +380,65 @@ impl MutationReport {
             }
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{Failure, KernelInfo, KernelRun};
+
+    fn outcome(case: &str, status: Status) -> CaseOutcome {
+        let mut o = CaseOutcome::new("s", case, vec!["L1".into()]);
+        o.status = status;
+        if status == Status::Fail {
+            o.failure = Some(Failure { step: "1: x".into(), line: None, expected: "a".into(), actual: "b".into() });
+        }
+        o
+    }
+
+    fn report(cases: Vec<CaseOutcome>) -> Report {
+        Report::new(vec![KernelRun {
+            kernel: KernelInfo {
+                spec: "6.1".into(),
+                release: Some("6.1.0-57-amd64".into()),
+                version: Some("6.1.192".into()),
+                config: None,
+            },
+            accel: "tcg".into(),
+            accel_note: None,
+            guest_start: "restore".into(),
+            version_notes: Vec::new(),
+            cases,
+        }])
+    }
+
+    #[test]
+    fn killed_survived_equivalent_errors_and_reruns_are_counted() {
+        let text = "version: 1\nsuite: s\ncases:\n  - name: c\n    spec: [L1]\n    equivalent_mutants: [{id: '9:negate', why: same}]\n    steps:\n      - load: m\n      - read: {path: /a, equals: '1'}\n  - name: d\n    spec: [L1]\n    steps:\n      - load: m\n";
+        let suite = crate::suite::parse_suite(std::path::Path::new("s.yaml"), text).unwrap();
+        let first = report(vec![
+            outcome("c@original", Status::Pass),
+            outcome("c@8:errno", Status::Fail),
+            outcome("c@9:value", Status::Pass),
+            outcome("d@original", Status::Fail),
+            outcome("d@13:errno", Status::Fail),
+        ]);
+        let mut m = build(&first, std::slice::from_ref(&suite));
+        let s = &m.kernels[0].suites[0];
+        let (c, d) = (&s.cases[0], &s.cases[1]);
+        assert_eq!((c.mutants, c.killed, c.survived.len(), c.equivalent.len()), (3, 1, 1, 1));
+        assert_eq!(c.survived[0].id, "9:value");
+        assert_eq!(d.status, "error", "a failing baseline says nothing about the mutants");
+        assert_eq!((m.score.killed, m.score.survived, m.score.errors), (1, 1, 1));
+        assert_eq!(m.exit_code(), 1);
+        assert_eq!(m.survivor_names().into_iter().collect::<Vec<_>>(), ["s/c@9:value"]);
+
+        m.killed_on_rerun(&report(vec![outcome("c@original", Status::Pass), outcome("c@9:value", Status::Fail)]), 1);
+        let c = &m.kernels[0].suites[0].cases[0];
+        assert_eq!((c.killed, c.survived.len(), c.killed_on_rerun.len()), (2, 0, 1));
+        assert_eq!((m.score.killed, m.score.survived, m.score.score), (2, 0, Some(1.0)));
+        assert!(m.render().contains("killed only on a rerun 9:value"), "{}", m.render());
+        assert_eq!(m.exit_code(), 2, "no survivor, but d's baseline could not be judged");
     }
 }

@@ -1,7 +1,8 @@
 //! `suites mutate` end to end on the default kernel: a tiny suite with one sharp case (every
 //! mutant killed but one marked equivalent) and one weak case (a wait on a directory that
 //! exists from boot, whose dropped-wait mutant survives). Checks the counts, the survivor's
-//! id and description, the exit code (1: a mutant survived) and the JSON file.
+//! id and description, that it is run again (`--reruns`), the exit code (1: a mutant
+//! survived) and the JSON file.
 
 use std::process::Command;
 use std::time::Instant;
@@ -50,6 +51,9 @@ fn mutants_run_on_the_kernel_killed_survived_and_equivalent_counted() {
         "{stdout}"
     );
     assert!(stdout.contains("equivalent 10:no-wait: test fixture"), "{stdout}");
+    // The survivor runs again (--reruns, default 2), alone with its case's baseline.
+    assert!(stderr.contains("rerun 1: 1 surviving mutant(s)"), "{stderr}");
+    assert!(stderr.contains("rerun 2: 1 surviving mutant(s)"), "{stderr}");
 
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["schema"], "klp-conform.mutate.v1");

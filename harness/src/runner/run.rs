@@ -46,6 +46,8 @@ pub struct RunConfig {
     /// and its mutants ([`suite::mutate::expand`]), each its own case `<case>@<id>` with its
     /// own guest; skipped and unplannable cases keep their name.
     pub mutate: bool,
+    /// With `mutate`: only these mutants (`<suite>/<case>@<id>`), with their cases' baselines.
+    pub mutants_only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -405,7 +407,14 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                         None => match plan(&ls.path, case, &p.kernel) {
                             Err(why) => Todo::Done(base.errored(why)),
                             Ok(planned) if cfg.mutate => {
-                                for m in suite::mutate::expand(&planned) {
+                                let wanted = |m: &suite::Case| {
+                                    cfg.mutants_only.as_ref().is_none_or(|only| {
+                                        suite::mutate::split_name(m.name())
+                                            .is_some_and(|(_, id)| id == suite::mutate::ORIGINAL)
+                                            || only.contains(&format!("{}/{}", ls.suite.name(), m.name()))
+                                    })
+                                };
+                                for m in suite::mutate::expand(&planned).into_iter().filter(|m| wanted(m)) {
                                     let mut base = CaseOutcome::new(ls.suite.name(), m.name(), m.spec_ids());
                                     base.divergence = m.divergence_text();
                                     items.push(item(m.name(), Todo::Run { case: Box::new(m.clone()), base }));
