@@ -111,6 +111,47 @@ pub enum SuitesCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Mutation testing of the suites on a real kernel: every selected case runs unmutated
+    /// (its baseline) and once per mutant, a wrong variant derived from its own expectations
+    /// (another value, errno, message, count or order, a dropped tree line or wait, …), each in
+    /// its own guest. A mutant is killed when the mutated case fails, survives when it passes;
+    /// errors are reported apart. Prints per case killed/survived/equivalent with the
+    /// survivors, a score per suite and overall. Exit 0 when no mutant not marked
+    /// `equivalent_mutants` survives, 1 when one does, 2 on a harness error.
+    Mutate(Box<MutateArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct MutateArgs {
+    /// Kernel (as for `conformance`). Repeatable. [default: the pinned default]
+    #[arg(long = "kernel", value_name = "SPEC")]
+    pub kernels: Vec<String>,
+    /// Suite, by name or path. Repeatable; default: every suite.
+    #[arg(long = "suite", value_name = "NAME|PATH")]
+    pub suites: Vec<String>,
+    /// Only the cases whose `<suite>/<case>` matches this glob. Repeatable.
+    #[arg(long = "case", value_name = "PATTERN")]
+    pub cases: Vec<String>,
+    /// Guests at once.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
+    pub jobs: usize,
+    /// Run surviving mutants again, up to this many times: a mutant the case kills in any run
+    /// is killed (the report says which were killed only on a rerun: they depend on timing).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub reruns: usize,
+    /// Also write the result as JSON (schema `klp-conform.mutate.v1`) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Where the run's report.json and every mutant's logs go (`<case>@<mutant id>`).
+    #[arg(long, value_name = "DIR", default_value = "target/klp-conform/mutate")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: Accel,
+    /// Keep the initramfs and the saved booted guest in the cache (as for `conformance`).
+    #[arg(long)]
+    pub shared_guest: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -452,6 +493,7 @@ pub fn execute(cmd: Command) -> i32 {
             report_result(snapshots_matrix(&kernels, json, &dir, &common))
         }
         Command::Suites(SuitesCommand::Check { files, common }) => suites_check(&files, &common),
+        Command::Suites(SuitesCommand::Mutate(a)) => suites_mutate(&a, &progress),
         Command::Report(ReportCommand::Merge(a)) => report_merge(&a, &progress),
         Command::Kernels(KernelsCommand::List { refresh, common }) => {
             report_result(crate::kernel::pin_tools::list(&common.pins(), &common.cache(), refresh, &progress))
@@ -570,6 +612,8 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             return Err("--jobs must be at least 1".into());
         }
         Ok(RunConfig {
+            mutate: false,
+            mutants_only: None,
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
@@ -741,6 +785,8 @@ fn bench_suite(
         jobs,
         fresh_boot,
         shared_guest: false,
+        mutate: false,
+        mutants_only: None,
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
@@ -809,6 +855,109 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<(), String> {
     print!("{}", latency::render_table(&report));
     progress.note(format!("bench latency: wrote {}", path.display()));
     Ok(())
+}
+
+fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
+    let prepared = (|| -> Result<(RunConfig, Vec<crate::suite::Suite>), String> {
+        let kernels = a.common.kernel_specs(&a.kernels)?;
+        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
+            .map_err(|e| e.to_string())?;
+        if suites.is_empty() {
+            return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
+        }
+        if a.jobs == 0 {
+            return Err("--jobs must be at least 1".into());
+        }
+        let loaded = suites
+            .iter()
+            .map(|p| crate::suite::load_suite(p).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cfg = RunConfig {
+            mutate: true,
+            mutants_only: None,
+            cases: a.cases.clone(),
+            jobs: a.jobs,
+            fresh_boot: false,
+            shared_guest: a.shared_guest,
+            kernels,
+            suites,
+            out: a.out.clone(),
+            accel: a.accel,
+            cache: a.common.cache(),
+            workspace: a.common.workspace.clone(),
+            reports: crate::report::ResultFiles::default(),
+            // Mutants run without their snapshot steps; nothing is compared or written.
+            snapshots: SnapshotSettings {
+                dir: a.common.workspace.join("suites/snapshots"),
+                mode: SnapshotMode::Check,
+                require: false,
+                write_pending: false,
+            },
+        };
+        Ok((cfg, loaded))
+    })();
+    let (cfg, suites) = match prepared {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    if let Some(json) = &a.json {
+        // Fail before any guest boots if the result cannot be written.
+        if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!("error: creating {}: {e}", dir.display());
+                return EXIT_HARNESS;
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut lines = crate::report::event::ProgressReporter::new(progress, cfg.jobs > 1, false);
+    let mut files = crate::report::event::FilesReporter::new(cfg.out.clone(), cfg.reports.clone(), progress);
+    let report = match runner::run(&cfg, &mut [&mut lines, &mut files], progress) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    let mut m = crate::mutation::build(&report, &suites);
+    let mut guests = report.runs.iter().map(|r| r.cases.len()).sum::<usize>();
+    let mut cfg = cfg;
+    for round in 1..=a.reruns {
+        let survivors = m.survivor_names();
+        if survivors.is_empty() {
+            break;
+        }
+        progress.note(format!("suites mutate: rerun {round}: {} surviving mutant(s)", survivors.len()));
+        cfg.mutants_only = Some(survivors);
+        cfg.out = a.out.join(format!("rerun-{round}"));
+        let mut files = crate::report::event::FilesReporter::new(cfg.out.clone(), cfg.reports.clone(), progress);
+        match runner::run(&cfg, &mut [&mut lines, &mut files], progress) {
+            Ok(r) => {
+                guests += r.runs.iter().map(|r| r.cases.len()).sum::<usize>();
+                m.killed_on_rerun(&r, round);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_HARNESS;
+            }
+        }
+    }
+    print!("{}", m.render());
+    progress.note(format!(
+        "suites mutate: {:.0} s wall, {guests} guests; logs in {}",
+        started.elapsed().as_secs_f64(),
+        cfg.out.display()
+    ));
+    if let Some(json) = &a.json {
+        if let Err(e) = crate::fsutil::write_atomic(json, m.to_json().as_bytes()) {
+            eprintln!("error: writing {}: {e}", json.display());
+            return EXIT_HARNESS;
+        }
+    }
+    m.exit_code()
 }
 
 fn suites_check(files: &[PathBuf], common: &CommonArgs) -> i32 {

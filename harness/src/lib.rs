@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod image;
 pub mod kernel;
 pub mod kmod;
+pub mod mutation;
 pub mod progress;
 pub mod report;
 pub mod runner;

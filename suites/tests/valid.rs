@@ -41,3 +41,30 @@ fn version_notes_name_real_ids_and_ranges() {
     let v510 = klp_conform::suite::KernelVersion::parse("5.10.262").unwrap();
     assert!(notes.applying_to(v510).iter().any(|n| n.id == "F4"));
 }
+
+#[test]
+fn equivalent_mutants_must_name_a_mutant_of_their_case() {
+    let head = "version: 1\nsuite: s\ncases:\n  - name: c\n    spec: [L1]\n";
+    let steps = "    steps:\n      - load: klp_ref_cmdline\n      - read: {path: /proc/cmdline, equals: \"x\"}\n";
+    let parse = |eq: &str| {
+        klp_conform::suite::parse_suite(std::path::Path::new("s.yaml"), &format!("{head}{eq}{steps}"))
+            .map(|s| s.cases[0].equivalent_mutants.len())
+            .map_err(|e| e.to_string())
+    };
+    // Steps are on lines 8 (load) and 9 (read) with one equivalent entry.
+    assert_eq!(parse("    equivalent_mutants: [{id: \"9:negate\", why: \"because\"}]\n"), Ok(1));
+    let e = parse("    equivalent_mutants: [{id: \"9:kmsg-missing:0\", why: \"no\"}]\n").unwrap_err();
+    assert!(e.contains("has no mutant `9:kmsg-missing:0`") && e.contains("s.yaml:6"), "{e}");
+    let e = parse("    equivalent_mutants: [{id: \"9:negate\"}]\n").unwrap_err();
+    assert!(e.contains("why"), "{e}");
+    // Every equivalent mutant of the committed suites names a real mutant (checked at load).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    for f in klp_conform::suite::resolve_suite_args(&[], &dir).unwrap() {
+        let s = klp_conform::suite::load_suite(&f).unwrap();
+        for c in &s.cases {
+            for m in &c.equivalent_mutants {
+                assert!(!m.why.trim().is_empty(), "{}: {} {} needs a reason", f.display(), c.name(), m.id.value);
+            }
+        }
+    }
+}

@@ -42,6 +42,12 @@ pub struct RunConfig {
     pub reports: crate::report::ResultFiles,
     /// Only the cases whose `<suite>/<case>` matches one of these globs (none: every case).
     pub cases: Vec<String>,
+    /// Mutation testing (`suites mutate`): every case that runs is replaced by its baseline
+    /// and its mutants ([`suite::mutate::expand`]), each its own case `<case>@<id>` with its
+    /// own guest; skipped and unplannable cases keep their name.
+    pub mutate: bool,
+    /// With `mutate`: only these mutants (`<suite>/<case>@<id>`), with their cases' baselines.
+    pub mutants_only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -201,7 +207,8 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
             let info = &prepared[w.kernel].info;
             let suite = suites[w.suite].suite.name();
             if w.first_of_suite {
-                emit(&Event::SuiteStarted { kernel: w.kernel, info, suite, cases: suites[w.suite].suite.cases.len() })?;
+                let cases = items.iter().filter(|x| x.kernel == w.kernel && x.suite == w.suite).count();
+                emit(&Event::SuiteStarted { kernel: w.kernel, info, suite, cases })?;
             }
             emit(&Event::CaseFinished { kernel: w.kernel, outcome: &outcome })?;
             if w.last_of_suite {
@@ -381,15 +388,39 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
     for (k, pk) in prepared.iter().enumerate() {
         let prep = &pk.prepared;
         for (s, ls) in suites.iter().enumerate() {
-            let n = ls.suite.cases.len();
-            for (i, case) in ls.suite.cases.iter().enumerate() {
+            let first = items.len();
+            for case in &ls.suite.cases {
                 let base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
+                let item = |case_name: &str, todo| WorkItem {
+                    kernel: k,
+                    suite: s,
+                    case_name: case_name.to_string(),
+                    first_of_suite: false,
+                    last_of_suite: false,
+                    exclusive: case.exclusive.is_some() && cfg.jobs > 1,
+                    todo,
+                };
                 let todo = match prep {
                     Err(e) => Todo::Done(base.errored(e.clone())),
                     Ok(p) => match suite::case_skip_reason(case, &p.kernel) {
                         Some(why) => Todo::Done(base.skipped(why)),
                         None => match plan(&ls.path, case, &p.kernel) {
                             Err(why) => Todo::Done(base.errored(why)),
+                            Ok(planned) if cfg.mutate => {
+                                let wanted = |m: &suite::Case| {
+                                    cfg.mutants_only.as_ref().is_none_or(|only| {
+                                        suite::mutate::split_name(m.name())
+                                            .is_some_and(|(_, id)| id == suite::mutate::ORIGINAL)
+                                            || only.contains(&format!("{}/{}", ls.suite.name(), m.name()))
+                                    })
+                                };
+                                for m in suite::mutate::expand(&planned).into_iter().filter(|m| wanted(m)) {
+                                    let mut base = CaseOutcome::new(ls.suite.name(), m.name(), m.spec_ids());
+                                    base.divergence = m.divergence_text();
+                                    items.push(item(m.name(), Todo::Run { case: Box::new(m.clone()), base }));
+                                }
+                                continue;
+                            }
                             Ok(planned) => {
                                 let mut base = base;
                                 base.divergence = planned.divergence_text();
@@ -398,15 +429,13 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                         },
                     },
                 };
-                items.push(WorkItem {
-                    kernel: k,
-                    suite: s,
-                    case_name: case.name().to_string(),
-                    first_of_suite: i == 0,
-                    last_of_suite: i + 1 == n,
-                    exclusive: case.exclusive.is_some() && cfg.jobs > 1,
-                    todo,
-                });
+                items.push(item(case.name(), todo));
+            }
+            if let Some(f) = items.get_mut(first) {
+                f.first_of_suite = true;
+            }
+            if items.len() > first {
+                items.last_mut().expect("not empty").last_of_suite = true;
             }
         }
     }

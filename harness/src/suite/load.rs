@@ -157,6 +157,16 @@ fn validate_case(case: &Case) -> Vec<Invalid> {
         out.extend(validate_requires(r).err());
     }
     out.extend(validate_order(case).err());
+    for id in super::mutate::unknown_equivalent_ids(case) {
+        out.push((
+            id.referenced,
+            format!(
+                "equivalent_mutants: case `{}` has no mutant `{}` (ids are `<step line>:<operator>[:<index>]`, as `suites mutate` prints them)",
+                case.name(),
+                id.value
+            ),
+        ));
+    }
     out
 }
 

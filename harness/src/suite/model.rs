@@ -59,7 +59,21 @@ pub struct Case {
     /// timing of an otherwise idle host). Absent: it runs in parallel with others.
     #[serde(default)]
     pub exclusive: Option<String>,
+    /// Mutants of this case (`cargo xtask suites mutate`) that no kernel behaviour can kill,
+    /// each with the reason; an id no mutant of the case has is a load error.
+    #[serde(default)]
+    pub equivalent_mutants: Vec<EquivalentMutant>,
     pub steps: Vec<Spanned<Step>>,
+}
+
+/// A mutant marked equivalent: `{id: "12:value", why: "…"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EquivalentMutant {
+    /// The mutant's id, `<step line>:<operator>[:<index>]`.
+    pub id: Spanned<String>,
+    /// Why no kernel, right or wrong, can make the mutated case fail.
+    pub why: String,
 }
 
 /// Gating of a case on the kernel under test, decided on the host before booting.

@@ -1,7 +1,10 @@
 //! Mutants of a case: wrong variants derived from the case's own expectations. A case that
 //! still passes with a wrong expectation does not observe what it claims to; run on a real
 //! kernel, every mutant must be killed (the mutated case fails), or be marked equivalent in
-//! the suite with the reason (`equivalent: [{mutant: <id>, why: …}]`).
+//! the suite with the reason (`equivalent_mutants: [{id: <id>, why: …}]`).
+//!
+//! Mutants run without the case's `snapshot` steps: a kernel with no stored snapshots checks
+//! none, so a case must kill its mutants with its own expectations.
 //!
 //! One operator per kind of expectation, chosen so that a correct, sharp case kills it:
 //!
@@ -33,6 +36,52 @@ pub struct Mutant {
     pub description: String,
     /// The case with the change (planned cases in, planned cases out).
     pub case: Case,
+}
+
+/// The name a mutant runs under: `<case>@<id>` (case names have no `@`).
+pub fn mutant_name(case: &str, id: &str) -> String {
+    format!("{case}@{id}")
+}
+
+/// The id of the unmutated case run first as the baseline of its mutants.
+pub const ORIGINAL: &str = "original";
+
+/// `(case, mutant id)` of a name made by [`mutant_name`].
+pub fn split_name(name: &str) -> Option<(&str, &str)> {
+    name.rsplit_once('@')
+}
+
+/// What a mutation run executes for one planned case: the case itself (named
+/// `<case>@original`, its baseline) and every mutant not marked equivalent, each named by
+/// [`mutant_name`], all without `snapshot` steps.
+pub fn expand(case: &Case) -> Vec<Case> {
+    let strip = |c: &Case, id: &str| {
+        let mut c = c.clone();
+        c.steps.retain(|s| !matches!(s.value, Step::Snapshot(_)));
+        c.name.value = mutant_name(case.name(), id);
+        c
+    };
+    let equivalent: Vec<&str> = case.equivalent_mutants.iter().map(|e| e.id.value.as_str()).collect();
+    let mut out = vec![strip(case, ORIGINAL)];
+    out.extend(mutants(case).iter().filter(|m| !equivalent.contains(&m.id.as_str())).map(|m| strip(&m.case, &m.id)));
+    out
+}
+
+/// Ids of `equivalent_mutants` that name no mutant of the (unplanned) case on any kernel
+/// line from 4.0 to 7.30 (what the case's per-kernel expectations can plan to).
+pub fn unknown_equivalent_ids(case: &Case) -> Vec<&serde_saphyr::Spanned<String>> {
+    if case.equivalent_mutants.is_empty() {
+        return Vec::new();
+    }
+    let mut known = std::collections::BTreeSet::new();
+    for major in 4..=7 {
+        for minor in 0..=30 {
+            if let Ok(planned) = case.planned_for(super::KernelVersion(major, minor, 0)) {
+                known.extend(mutants(&planned).into_iter().map(|m| m.id));
+            }
+        }
+    }
+    case.equivalent_mutants.iter().map(|e| &e.id).filter(|id| !known.contains(&id.value)).collect()
 }
 
 /// A near miss of an expected value: a number off by one, a flag flipped, text changed.
@@ -340,5 +389,17 @@ mod tests {
             Step::Load(m) => assert!(m.expect_errno.is_none(), "the original is untouched"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn expand_runs_the_baseline_and_the_non_equivalent_mutants_without_snapshots() {
+        let text = "version: 1\nsuite: s\ncases:\n  - name: c\n    spec: [L1]\n    equivalent_mutants: [{id: '9:negate', why: w}]\n    steps:\n      - load: m\n      - read: {path: /a, equals: '1'}\n      - snapshot: s1\n";
+        let suite = crate::suite::parse_suite(std::path::Path::new("s.yaml"), text).unwrap();
+        let c = &suite.cases[0];
+        let names: Vec<String> = expand(c).iter().map(|m| m.name().to_string()).collect();
+        assert_eq!(names, ["c@original", "c@8:errno", "c@9:value"]);
+        assert!(expand(c).iter().all(|m| m.steps.iter().all(|s| !matches!(s.value, Step::Snapshot(_)))));
+        assert_eq!(split_name("c@9:value"), Some(("c", "9:value")));
+        assert!(unknown_equivalent_ids(c).is_empty());
     }
 }
