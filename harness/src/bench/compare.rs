@@ -317,6 +317,7 @@ mod tests {
                 boot_s: 1.0,
                 wall_s: 2.0,
                 states: vec![b, p],
+                transitions: vec![],
             }],
         }
     }

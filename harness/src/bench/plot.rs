@@ -115,6 +115,7 @@ mod tests {
             },
             boot_s: 3.0,
             wall_s: 30.0,
+            transitions: vec![],
             states: {
                 let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
                 let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
