@@ -1,7 +1,7 @@
 //! The command line shared by `klp-conform` and `cargo xtask`: both are thin shells over
 //! these commands, so the contract (flags, stdout = KTAP, exit codes) lives in one place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
@@ -257,6 +257,15 @@ pub enum BenchCommand {
     /// interleaved in randomised rounds in one fresh guest per kernel; writes DIR/bench.json
     /// (schema klp-conform.bench.v1) and prints a table, one column per kernel.
     Latency(LatencyArgs),
+    /// Compare a bench.json with stored ones (`--baseline`, as `bench latency --baseline` does
+    /// after its run), without running anything: exit 1 when an overhead regressed.
+    Compare {
+        /// The bench.json of the run to judge.
+        #[arg(value_name = "BENCH_JSON")]
+        run: PathBuf,
+        #[command(flatten)]
+        compare: CompareArgs,
+    },
     /// Wall time of the same cases run three ways, interleaved: one guest at a time each
     /// booting its own (`--jobs 1 --fresh-boot`), parallel guests each booting their own, and
     /// the default (parallel guests restored from one saved booted guest); the ratio, and the
@@ -309,7 +318,35 @@ pub struct LatencyArgs {
     #[arg(long, value_name = "DIR", default_value = "target/klp-conform/bench")]
     pub out: PathBuf,
     #[command(flatten)]
+    pub compare: CompareArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// `--baseline` and its threshold (`bench latency`, `bench compare`).
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A stored bench.json to compare with, kernel by kernel (matched by release), state by
+    /// state; repeatable (e.g. reports/bench/*-icount.json). Refused when measured on another
+    /// clock. Exit 1 when an overhead regressed.
+    #[arg(long = "baseline", value_name = "FILE")]
+    pub baselines: Vec<PathBuf>,
+    /// A regression grew by more than this % of the baseline's overhead...
+    #[arg(long, value_name = "PCT", default_value_t = 2.0)]
+    pub max_growth_pct: f64,
+    /// ...and by more than this many units of the clock (instructions/call under icount), with
+    /// the 95 % intervals apart.
+    #[arg(long, value_name = "N", default_value_t = 2.0)]
+    pub max_growth_abs: f64,
+}
+
+impl CompareArgs {
+    pub fn threshold(&self) -> Result<crate::bench::compare::Threshold, String> {
+        if !(self.max_growth_pct >= 0.0 && self.max_growth_abs >= 0.0) {
+            return Err("--max-growth-pct and --max-growth-abs must be at least 0".into());
+        }
+        Ok(crate::bench::compare::Threshold { pct: self.max_growth_pct, abs: self.max_growth_abs })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -480,7 +517,8 @@ pub fn execute(cmd: Command) -> i32 {
             print!("{}", bench.render(&format!("{} under {accel}", k.release)));
             Ok(())
         }),
-        Command::Bench(BenchCommand::Latency(a)) => report_result(bench_latency(&a, &progress)),
+        Command::Bench(BenchCommand::Latency(a)) => bench_exit(bench_latency(&a, &progress)),
+        Command::Bench(BenchCommand::Compare { run, compare }) => bench_exit(bench_compare(&run, &compare)),
         Command::Bench(BenchCommand::Suite { kernels, suites, jobs, rounds, accel, common }) => {
             report_result(bench_suite(&kernels, &suites, jobs, rounds, accel, &common, &progress))
         }
@@ -807,8 +845,38 @@ fn bench_suite(
     Ok(())
 }
 
-fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<(), String> {
+/// 0, 1 when something regressed against the baseline, [`EXIT_HARNESS`] on an error.
+fn bench_exit(result: Result<usize, String>) -> i32 {
+    match result {
+        Ok(0) => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_HARNESS
+        }
+    }
+}
+
+/// `bench compare`: the number of regressions.
+fn bench_compare(run: &Path, c: &CompareArgs) -> Result<usize, String> {
+    use crate::bench::compare;
+    if c.baselines.is_empty() {
+        return Err("give at least one --baseline FILE".into());
+    }
+    let threshold = c.threshold()?;
+    let baselines = compare::load(&c.baselines)?;
+    let (_, report) = compare::load(&[run.to_path_buf()])?.remove(0);
+    let cmp = compare::compare(&baselines, &report, threshold)?;
+    print!("{}", cmp.render());
+    Ok(cmp.regressions())
+}
+
+fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> {
     use crate::bench::latency::{self, BenchReport, Settings, SettingsOut, State};
+    // The baselines are read and their clock checked before any guest boots.
+    let threshold = a.compare.threshold()?;
+    let baselines = crate::bench::compare::load(&a.compare.baselines)?;
+    crate::bench::compare::check_clocks(&baselines, a.clock)?;
     let settings = Settings {
         clock: a.clock,
         rounds: a.rounds,
@@ -852,9 +920,17 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<(), String> {
     let path = a.out.join("bench.json");
     crate::fsutil::write_atomic(&path, latency::render_json(&report).as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let svg = a.out.join("latency.svg");
+    crate::fsutil::write_atomic(&svg, crate::bench::plot::latency_svg(&report)?.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", svg.display()))?;
     print!("{}", latency::render_table(&report));
-    progress.note(format!("bench latency: wrote {}", path.display()));
-    Ok(())
+    progress.note(format!("bench latency: wrote {} and {}", path.display(), svg.display()));
+    if baselines.is_empty() {
+        return Ok(0);
+    }
+    let cmp = crate::bench::compare::compare(&baselines, &report, threshold)?;
+    print!("{}", cmp.render());
+    Ok(cmp.regressions())
 }
 
 fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {

@@ -48,6 +48,12 @@ fn the_schema_refuses_what_the_model_cannot_write() {
     let mut state = good.clone();
     state["kernels"][0]["states"][0]["state"] = "half-patched".into();
     assert!(!v.is_valid(&state));
+    let mut kind = good.clone();
+    kind["kernels"][0]["transitions"][0]["kind"] = "half".into();
+    assert!(!v.is_valid(&kind), "a transition is an enable or a disable");
+    let mut missing = good.clone();
+    missing["kernels"][0].as_object_mut().unwrap().remove("transitions");
+    assert!(!v.is_valid(&missing), "every kernel says which transitions it went through");
     let mut time = good;
     time["started_at"] = "yesterday".into();
     assert!(!v.is_valid(&time), "formats are checked");

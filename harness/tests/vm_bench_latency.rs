@@ -6,7 +6,9 @@
 mod validators;
 mod vm_support;
 
-use klp_conform::bench::latency::{self, BenchReport, Clock, KernelInput, Settings, SettingsOut, State};
+use klp_conform::bench::latency::{
+    self, BenchReport, Clock, KernelInput, Settings, SettingsOut, State, TransitionKind,
+};
 use klp_conform::kernel;
 use klp_conform::progress::Progress;
 use vm_support::{fixture, workspace_root};
@@ -41,6 +43,9 @@ fn patched_costs_more_than_ftrace_only_which_costs_more_than_unpatched() {
     assert_eq!(p.mad, 0.0, "{p:?}");
     assert!(p.vs_unpatched.as_ref().unwrap().resolved);
     assert_eq!(r.environment.vcpus, 1);
+    // patched is entered and left once per round: one enable and one disable each.
+    let kinds: Vec<_> = r.transitions.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TransitionKind::Enable, TransitionKind::Disable].repeat(2), "{:?}", r.transitions);
     assert!(r.environment.icount.is_some());
 
     let report = BenchReport {

@@ -177,6 +177,33 @@ pub struct KernelResult {
     pub boot_s: f64,
     pub wall_s: f64,
     pub states: Vec<StateResult>,
+    /// Every livepatch transition the state changes went through, idle, in order (absent from
+    /// the first baselines, which still load as `--baseline`).
+    #[serde(default)]
+    pub transitions: Vec<Transition>,
+}
+
+/// One transition: from the request (the module's load for an enable, the write of 0 to
+/// `enabled` for a disable) until the agent's poll (every millisecond) saw it complete.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Transition {
+    pub patch: String,
+    pub kind: TransitionKind,
+    /// Guest milliseconds (the agent's clock; virtual time under icount, where an idle guest's
+    /// timers fire at once), from the end of the request to the poll that saw `transition`
+    /// read 0 (enable) or the patch's sysfs directory gone (disable): 0 when the transition
+    /// completed within the request.
+    pub guest_ms: f64,
+    /// Host milliseconds from sending the request to the poll's answer, agent round trips
+    /// included: under icount, host time spent emulating (ratios within a run only).
+    pub host_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransitionKind {
+    Enable,
+    Disable,
 }
 
 /// What a per-call cost depends on besides the kernel's code.
@@ -290,13 +317,21 @@ fn load(a: &mut AgentClient, name: &str) -> Result<(), String> {
         .map_err(|e| format!("loading {name}: {} ({})", e.name, e.message))
 }
 
-fn wait(a: &mut AgentClient, c: Condition, what: &str) -> Result<(), String> {
-    let (met, last) = a.wait_for(c, Duration::from_secs(60)).map_err(agent_err)?;
-    if met {
-        Ok(())
+fn wait(a: &mut AgentClient, c: Condition, what: &str) -> Result<Duration, String> {
+    let w = a.wait_for_with(c, Duration::from_secs(60), Duration::from_millis(1)).map_err(agent_err)?;
+    if w.met {
+        Ok(w.elapsed)
     } else {
-        Err(format!("{what} did not happen within 60 s (last: {last:?})"))
+        Err(format!("{what} did not happen within 60 s (last: {:?})", w.last))
     }
+}
+
+/// The transitions seen while changing states.
+type Log = Vec<Transition>;
+
+fn record(log: &mut Log, patch: &str, kind: TransitionKind, guest: Duration, since: Instant) {
+    let host_ms = since.elapsed().as_secs_f64() * 1e3;
+    log.push(Transition { patch: patch.into(), kind, guest_ms: guest.as_secs_f64() * 1e3, host_ms });
 }
 
 fn lp(name: &str) -> String {
@@ -304,18 +339,24 @@ fn lp(name: &str) -> String {
 }
 
 /// Load a livepatch and wait until its transition completed.
-fn enable(a: &mut AgentClient, name: &str) -> Result<(), String> {
+fn enable(a: &mut AgentClient, name: &str, log: &mut Log) -> Result<(), String> {
+    let since = Instant::now();
     load(a, name)?;
     let c = Condition::FileEquals { path: format!("{}/transition", lp(name)), value: "0".into() };
-    wait(a, c, &format!("{name}'s patching transition"))
+    let d = wait(a, c, &format!("{name}'s patching transition"))?;
+    record(log, name, TransitionKind::Enable, d, since);
+    Ok(())
 }
 
 /// Disable a livepatch and wait until it is gone from sysfs (its module stays loaded).
-fn disable(a: &mut AgentClient, name: &str) -> Result<(), String> {
+fn disable(a: &mut AgentClient, name: &str, log: &mut Log) -> Result<(), String> {
+    let since = Instant::now();
     a.write_file(&format!("{}/enabled", lp(name)), "0\n")
         .map_err(agent_err)?
         .map_err(|e| format!("disabling {name}: {}", e.name))?;
-    wait(a, Condition::Absent { path: lp(name) }, &format!("{name}'s unpatching"))
+    let d = wait(a, Condition::Absent { path: lp(name) }, &format!("{name}'s unpatching"))?;
+    record(log, name, TransitionKind::Disable, d, since);
+    Ok(())
 }
 
 /// Unload, retrying while the module is still referenced (a disabled patch's module is
@@ -334,53 +375,54 @@ fn unload(a: &mut AgentClient, name: &str) -> Result<(), String> {
 }
 
 /// From the bare target to `state`.
-fn enter(a: &mut AgentClient, state: State) -> Result<(), String> {
+fn enter(a: &mut AgentClient, state: State, log: &mut Log) -> Result<(), String> {
     match state {
         State::Unpatched => Ok(()),
         State::FtraceOnly => load(a, "klp_bench_ftrace"),
-        State::Patched => enable(a, "klp_bench_patch"),
+        State::Patched => enable(a, "klp_bench_patch", log),
         State::PatchedFtrace => {
             load(a, "klp_bench_ftrace")?;
-            enable(a, "klp_bench_patch")
+            enable(a, "klp_bench_patch", log)
         }
         State::Stacked => {
-            enable(a, "klp_bench_patch")?;
-            enable(a, "klp_bench_patch2")
+            enable(a, "klp_bench_patch", log)?;
+            enable(a, "klp_bench_patch2", log)
         }
         State::ReplaceNop => {
-            enable(a, "klp_bench_patch")?;
-            enable(a, "klp_ref_replace_empty")?;
-            wait(a, Condition::Absent { path: lp("klp_bench_patch") }, "klp_bench_patch's replacement")
+            enable(a, "klp_bench_patch", log)?;
+            enable(a, "klp_ref_replace_empty", log)?;
+            wait(a, Condition::Absent { path: lp("klp_bench_patch") }, "klp_bench_patch's replacement")?;
+            Ok(())
         }
         State::AfterDisable => {
-            enable(a, "klp_bench_patch")?;
-            disable(a, "klp_bench_patch")
+            enable(a, "klp_bench_patch", log)?;
+            disable(a, "klp_bench_patch", log)
         }
     }
 }
 
 /// From `state` back to the bare target.
-fn leave(a: &mut AgentClient, state: State) -> Result<(), String> {
+fn leave(a: &mut AgentClient, state: State, log: &mut Log) -> Result<(), String> {
     match state {
         State::Unpatched => Ok(()),
         State::FtraceOnly => unload(a, "klp_bench_ftrace"),
         State::Patched => {
-            disable(a, "klp_bench_patch")?;
+            disable(a, "klp_bench_patch", log)?;
             unload(a, "klp_bench_patch")
         }
         State::PatchedFtrace => {
-            disable(a, "klp_bench_patch")?;
+            disable(a, "klp_bench_patch", log)?;
             unload(a, "klp_bench_patch")?;
             unload(a, "klp_bench_ftrace")
         }
         State::Stacked => {
-            disable(a, "klp_bench_patch2")?;
+            disable(a, "klp_bench_patch2", log)?;
             unload(a, "klp_bench_patch2")?;
-            disable(a, "klp_bench_patch")?;
+            disable(a, "klp_bench_patch", log)?;
             unload(a, "klp_bench_patch")
         }
         State::ReplaceNop => {
-            disable(a, "klp_ref_replace_empty")?;
+            disable(a, "klp_ref_replace_empty", log)?;
             unload(a, "klp_ref_replace_empty")?;
             unload(a, "klp_bench_patch")
         }
@@ -480,6 +522,7 @@ pub fn run_kernel(
     let mut vm = Vm::boot(&cfg).map_err(|e| format!("{}: {}", kernel.release, crate::runner::chain_error(&e)))?;
     let boot_s = vm.boot_time().as_secs_f64();
     progress.note(format!("bench latency: {} booted in {boot_s:.1} s ({} clock)", kernel.release, settings.clock));
+    let mut log = Log::new();
     let result = (|| -> Result<Vec<Vec<Vec<[u64; 2]>>>, String> {
         let a = vm.agent();
         a.set_timeout(Duration::from_secs(120));
@@ -501,9 +544,9 @@ pub fn run_kernel(
             rng.shuffle(&mut order);
             for &i in &order {
                 let st = settings.states[i];
-                enter(a, st).map_err(|e| format!("entering {}: {e}", st.name()))?;
+                enter(a, st, &mut log).map_err(|e| format!("entering {}: {e}", st.name()))?;
                 let b = measure(a, settings)?;
-                leave(a, st).map_err(|e| format!("leaving {}: {e}", st.name()))?;
+                leave(a, st, &mut log).map_err(|e| format!("leaving {}: {e}", st.name()))?;
                 per_state[i].push(b);
             }
             progress.note(format!(
@@ -539,6 +582,7 @@ pub fn run_kernel(
         boot_s,
         wall_s,
         states,
+        transitions: log,
     })
 }
 
@@ -550,6 +594,20 @@ pub fn render_json(r: &BenchReport) -> String {
     let mut s = serde_json::to_string_pretty(r).expect("the bench report serialises");
     s.push('\n');
     s
+}
+
+/// A kernel's transitions of one kind: median [min, max] n=, in guest milliseconds.
+pub fn transition_cell(k: &KernelResult, kind: TransitionKind) -> String {
+    let of =
+        |f: fn(&Transition) -> f64| -> Vec<f64> { k.transitions.iter().filter(|t| t.kind == kind).map(f).collect() };
+    let (guest, host) = (of(|t| t.guest_ms), of(|t| t.host_ms));
+    match (stats::median(&guest), stats::median(&host)) {
+        (Some(m), Some(h)) => {
+            let hi = guest.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{m:8.1} (max {hi:.0}) host {h:.0} n={}", guest.len())
+        }
+        _ => "-".into(),
+    }
 }
 
 /// A number in 8 columns: 1 decimal, or unresolved.
@@ -609,6 +667,20 @@ pub fn render_table(r: &BenchReport) -> String {
                 format!("{:.3}", (rs.iter().map(|x| x.ln()).sum::<f64>() / rs.len() as f64).exp())
             };
             out.push_str(&format!(" | {g:<44}"));
+        }
+        out.push('\n');
+    }
+    for kind in [TransitionKind::Enable, TransitionKind::Disable] {
+        let name = match kind {
+            TransitionKind::Enable => "enable ms",
+            TransitionKind::Disable => "disable ms",
+        };
+        if r.kernels.iter().all(|k| k.transitions.is_empty()) {
+            continue;
+        }
+        out.push_str(&format!("{name:<15}"));
+        for k in &r.kernels {
+            out.push_str(&format!(" | {:<44}", transition_cell(k, kind)));
         }
         out.push('\n');
     }
@@ -674,6 +746,11 @@ mod tests {
             },
             boot_s: 3.0,
             wall_s: 30.0,
+            transitions: vec![
+                Transition { patch: "p".into(), kind: TransitionKind::Enable, guest_ms: 1.0, host_ms: 5.0 },
+                Transition { patch: "p".into(), kind: TransitionKind::Enable, guest_ms: 3.0, host_ms: 9.0 },
+                Transition { patch: "p".into(), kind: TransitionKind::Disable, guest_ms: 2.0, host_ms: 4.0 },
+            ],
             states: {
                 let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
                 let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
@@ -693,6 +770,7 @@ mod tests {
         assert!(t.contains("6.1 (6.1.0-1-amd64)") && t.contains("6.12 (6.12.0-1-amd64)"), "{t}");
         assert!(t.contains("+99.0 [99.0,99.0]") && t.contains("+109.0 [109.0,109.0] +10.0%"), "{t}");
         assert!(t.contains("geomean ratio"), "{t}");
+        assert!(t.contains("     2.0 (max 3) host 7 n=2") && t.contains("disable ms"), "{t}");
         let back: BenchReport = serde_json::from_str(&render_json(&r)).unwrap();
         assert_eq!(back, r);
     }

@@ -2,7 +2,9 @@
 //! and ratios between variants measured in the same run (these machines are noisy: only
 //! comparisons within one run mean something).
 
+pub mod compare;
 pub mod latency;
+pub mod plot;
 pub mod stats;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,142 @@
+//! `latency.svg` next to `bench.json`: per state, one bar per kernel — the per-call cost over
+//! the untraced twin (the `median` of bench.json), with whiskers over the range of the round
+//! medians (zero wide under icount). Drawn with `plotters`' SVG backend (no fonts needed: the
+//! SVG's text is left to the viewer).
+
+use plotters::prelude::*;
+
+use super::latency::{BenchReport, State};
+
+const WIDTH: u32 = 1100;
+const HEIGHT: u32 = 560;
+
+/// The SVG document.
+pub fn latency_svg(r: &BenchReport) -> Result<String, String> {
+    let states: Vec<State> =
+        State::ALL.into_iter().filter(|s| r.kernels.iter().any(|k| k.states.iter().any(|x| x.state == *s))).collect();
+    let n_kernels = r.kernels.len().max(1);
+    // Per kernel and state: (median, lowest and highest round median).
+    let bars: Vec<Vec<Option<(f64, f64, f64)>>> = r
+        .kernels
+        .iter()
+        .map(|k| {
+            states
+                .iter()
+                .map(|st| {
+                    k.states.iter().find(|x| x.state == *st).map(|s| {
+                        let lo = s.round_medians.iter().copied().fold(s.median, f64::min);
+                        let hi = s.round_medians.iter().copied().fold(s.median, f64::max);
+                        (s.median, lo, hi)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let top = bars.iter().flatten().flatten().map(|b| b.2).fold(1.0, f64::max) * 1.12;
+    let bottom = bars.iter().flatten().flatten().map(|b| b.1).fold(0.0, f64::min);
+    let mut svg = String::new();
+    {
+        let e = |e: DrawingAreaErrorKind<std::io::Error>| format!("drawing latency.svg: {e}");
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(e)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("livepatch handler latency per call, clock {} ({})", r.clock, r.unit), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..states.len() as f64, bottom..top)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc(format!("{} over the untraced twin", r.unit))
+            .draw()
+            .map_err(e)?;
+        // State names under the middle of each group.
+        chart
+            .draw_series(states.iter().enumerate().map(|(i, st)| {
+                EmptyElement::at((i as f64 + 0.5, bottom))
+                    + Text::new(st.name().to_string(), (-(st.name().len() as i32) * 7 / 2, 8), ("sans-serif", 14))
+            }))
+            .map_err(e)?;
+        let slot = 0.8 / n_kernels as f64;
+        for (ki, k) in r.kernels.iter().enumerate() {
+            let color = Palette99::pick(ki).to_rgba();
+            let x0 = |i: usize| i as f64 + 0.1 + ki as f64 * slot;
+            chart
+                .draw_series(bars[ki].iter().enumerate().filter_map(|(i, b)| {
+                    b.map(|(m, ..)| Rectangle::new([(x0(i), 0.0), (x0(i) + slot * 0.9, m)], color.filled()))
+                }))
+                .map_err(e)?
+                .label(format!("{} ({})", k.spec, k.release))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+            chart
+                .draw_series(bars[ki].iter().enumerate().filter_map(|(i, b)| {
+                    b.filter(|(_, lo, hi)| hi > lo).map(|(m, lo, hi)| {
+                        ErrorBar::new_vertical(x0(i) + slot * 0.45, lo, m, hi, BLACK.stroke_width(1), 4)
+                    })
+                }))
+                .map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+        root.present().map_err(e)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::latency::{summarize, Clock, Environment, KernelResult, SettingsOut, SCHEMA};
+
+    #[test]
+    fn every_state_and_kernel_is_drawn() {
+        let k = |spec: &str, patched: u64| KernelResult {
+            spec: spec.into(),
+            release: format!("{spec}.0-1-amd64"),
+            environment: Environment {
+                clock: Clock::Icount,
+                accel: "tcg".into(),
+                icount: Some("shift=0,sleep=off".into()),
+                qemu_version: "QEMU emulator version 7.2.22".into(),
+                cpu: "qemu64".into(),
+                vcpus: 1,
+                clocksource: "tsc".into(),
+                hz: Some(250),
+                ftrace_flavour: "DYNAMIC_FTRACE_WITH_ARGS".into(),
+                preempt: "PREEMPT_DYNAMIC".into(),
+            },
+            boot_s: 3.0,
+            wall_s: 30.0,
+            transitions: vec![],
+            states: {
+                let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
+                let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
+                vec![b, p]
+            },
+        };
+        let r = BenchReport {
+            schema: SCHEMA.into(),
+            benchmark: "latency".into(),
+            started_at: "2025-01-01T00:00:00Z".into(),
+            clock: Clock::Icount,
+            unit: Clock::Icount.unit().into(),
+            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1 },
+            kernels: vec![k("6.1", 8500), k("6.12", 8700)],
+        };
+        let svg = latency_svg(&r).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        for s in ["unpatched", "patched", "6.1 (6.1.0-1-amd64)", "6.12 (6.12.0-1-amd64)", "instructions/call"] {
+            assert!(svg.contains(s), "{s} missing");
+        }
+        // Two kernels × two states, the legend's two swatches and the background.
+        assert!(svg.matches("<rect").count() >= 6, "{svg}");
+    }
+}
