@@ -249,7 +249,7 @@ pub fn load(files: &[std::path::PathBuf]) -> Result<Vec<(String, BenchReport)>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::latency::{summarize, Environment, SettingsOut, SCHEMA};
+    use crate::bench::latency::fixture;
     use rstest::rstest;
 
     const T: Threshold = Threshold { pct: 2.0, abs: 2.0 };
@@ -283,43 +283,11 @@ mod tests {
         assert!((T.limit(base) - limit).abs() < 1e-9);
     }
 
-    fn env(clock: Clock) -> Environment {
-        Environment {
-            clock,
-            accel: "tcg".into(),
-            icount: (clock == Clock::Icount).then(|| "shift=0,sleep=off".into()),
-            qemu_version: "QEMU emulator version 7.2.22".into(),
-            cpu: "qemu64".into(),
-            vcpus: 1,
-            clocksource: "tsc".into(),
-            hz: Some(250),
-            ftrace_flavour: "DYNAMIC_FTRACE_WITH_ARGS".into(),
-            preempt: "PREEMPT_DYNAMIC".into(),
-        }
-    }
-
     /// A one-kernel report whose patched state costs `patched` ticks per 100 calls over a twin
     /// of 1000.
     fn report(clock: Clock, release: &str, patched: u64) -> BenchReport {
-        let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
-        let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
-        BenchReport {
-            schema: SCHEMA.into(),
-            benchmark: "latency".into(),
-            started_at: "2025-01-01T00:00:00Z".into(),
-            clock,
-            unit: clock.unit().into(),
-            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1 },
-            kernels: vec![KernelResult {
-                spec: release.split('.').take(2).collect::<Vec<_>>().join("."),
-                release: release.into(),
-                environment: env(clock),
-                boot_s: 1.0,
-                wall_s: 2.0,
-                states: vec![b, p],
-                transitions: vec![],
-            }],
-        }
+        let spec = release.split('.').take(2).collect::<Vec<_>>().join(".");
+        fixture::report(clock, vec![fixture::kernel(clock, &spec, release, patched, vec![])])
     }
 
     #[rstest]

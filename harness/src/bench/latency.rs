@@ -704,6 +704,55 @@ pub fn render_table(r: &BenchReport) -> String {
     out
 }
 
+/// Reports built by hand for the tests of the table, the plot and the baseline comparison.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+
+    pub fn environment(clock: Clock) -> Environment {
+        Environment {
+            clock,
+            accel: "tcg".into(),
+            icount: (clock == Clock::Icount).then(|| "shift=0,sleep=off".into()),
+            qemu_version: "QEMU emulator version 7.2.22".into(),
+            cpu: "qemu64".into(),
+            vcpus: 1,
+            clocksource: "tsc".into(),
+            hz: Some(250),
+            ftrace_flavour: "DYNAMIC_FTRACE_WITH_ARGS".into(),
+            preempt: "PREEMPT_DYNAMIC".into(),
+        }
+    }
+
+    /// One kernel (`<spec>.0-1-amd64`) whose patched state costs `patched` ticks per 100 calls
+    /// over a twin of 1000, against an unpatched 1100.
+    pub fn kernel(clock: Clock, spec: &str, release: &str, patched: u64, transitions: Vec<Transition>) -> KernelResult {
+        let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
+        let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
+        KernelResult {
+            spec: spec.into(),
+            release: release.into(),
+            environment: environment(clock),
+            boot_s: 3.0,
+            wall_s: 30.0,
+            transitions,
+            states: vec![b, p],
+        }
+    }
+
+    pub fn report(clock: Clock, kernels: Vec<KernelResult>) -> BenchReport {
+        BenchReport {
+            schema: SCHEMA.into(),
+            benchmark: "latency".into(),
+            started_at: "2025-01-01T00:00:00Z".into(),
+            clock,
+            unit: clock.unit().into(),
+            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1 },
+            kernels,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,43 +778,17 @@ mod tests {
 
     #[test]
     fn the_table_has_a_column_per_kernel_and_a_percent_difference() {
-        let k = |spec: &str, patched: u64| KernelResult {
-            spec: spec.into(),
-            release: format!("{spec}.0-1-amd64"),
-            environment: Environment {
-                clock: Clock::Icount,
-                accel: "tcg".into(),
-                icount: Some("shift=0,sleep=off".into()),
-                qemu_version: "QEMU emulator version 7.2.22".into(),
-                cpu: "qemu64".into(),
-                vcpus: 2,
-                clocksource: "tsc".into(),
-                hz: Some(250),
-                ftrace_flavour: "DYNAMIC_FTRACE_WITH_ARGS+DYNAMIC_FTRACE_WITH_REGS".into(),
-                preempt: "PREEMPT_DYNAMIC".into(),
-            },
-            boot_s: 3.0,
-            wall_s: 30.0,
-            transitions: vec![
+        let transitions = || {
+            vec![
                 Transition { patch: "p".into(), kind: TransitionKind::Enable, guest_ms: 1.0, host_ms: 5.0 },
                 Transition { patch: "p".into(), kind: TransitionKind::Enable, guest_ms: 3.0, host_ms: 9.0 },
                 Transition { patch: "p".into(), kind: TransitionKind::Disable, guest_ms: 2.0, host_ms: 4.0 },
-            ],
-            states: {
-                let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
-                let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
-                vec![b, p]
-            },
+            ]
         };
-        let r = BenchReport {
-            schema: SCHEMA.into(),
-            benchmark: "latency".into(),
-            started_at: "2025-01-01T00:00:00Z".into(),
-            clock: Clock::Icount,
-            unit: Clock::Icount.unit().into(),
-            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1 },
-            kernels: vec![k("6.1", 11000), k("6.12", 12000)],
+        let k = |spec: &str, patched: u64| {
+            fixture::kernel(Clock::Icount, spec, &format!("{spec}.0-1-amd64"), patched, transitions())
         };
+        let r = fixture::report(Clock::Icount, vec![k("6.1", 11000), k("6.12", 12000)]);
         let t = render_table(&r);
         assert!(t.contains("6.1 (6.1.0-1-amd64)") && t.contains("6.12 (6.12.0-1-amd64)"), "{t}");
         assert!(t.contains("+99.0 [99.0,99.0]") && t.contains("+109.0 [109.0,109.0] +10.0%"), "{t}");

@@ -94,43 +94,14 @@ pub fn latency_svg(r: &BenchReport) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::latency::{summarize, Clock, Environment, KernelResult, SettingsOut, SCHEMA};
+    use crate::bench::latency::{fixture, Clock};
 
     #[test]
     fn every_state_and_kernel_is_drawn() {
-        let k = |spec: &str, patched: u64| KernelResult {
-            spec: spec.into(),
-            release: format!("{spec}.0-1-amd64"),
-            environment: Environment {
-                clock: Clock::Icount,
-                accel: "tcg".into(),
-                icount: Some("shift=0,sleep=off".into()),
-                qemu_version: "QEMU emulator version 7.2.22".into(),
-                cpu: "qemu64".into(),
-                vcpus: 1,
-                clocksource: "tsc".into(),
-                hz: Some(250),
-                ftrace_flavour: "DYNAMIC_FTRACE_WITH_ARGS".into(),
-                preempt: "PREEMPT_DYNAMIC".into(),
-            },
-            boot_s: 3.0,
-            wall_s: 30.0,
-            transitions: vec![],
-            states: {
-                let b = summarize(State::Unpatched, vec![vec![[1100, 1000]]; 5], 100, None, 1);
-                let p = summarize(State::Patched, vec![vec![[patched, 1000]]; 5], 100, Some(&b.round_medians), 1);
-                vec![b, p]
-            },
+        let k = |spec: &str, patched: u64| {
+            fixture::kernel(Clock::Icount, spec, &format!("{spec}.0-1-amd64"), patched, vec![])
         };
-        let r = BenchReport {
-            schema: SCHEMA.into(),
-            benchmark: "latency".into(),
-            started_at: "2025-01-01T00:00:00Z".into(),
-            clock: Clock::Icount,
-            unit: Clock::Icount.unit().into(),
-            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1 },
-            kernels: vec![k("6.1", 8500), k("6.12", 8700)],
-        };
+        let r = fixture::report(Clock::Icount, vec![k("6.1", 8500), k("6.12", 8700)]);
         let svg = latency_svg(&r).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
         for s in ["unpatched", "patched", "6.1 (6.1.0-1-amd64)", "6.12 (6.12.0-1-amd64)", "instructions/call"] {

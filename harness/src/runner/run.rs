@@ -98,17 +98,7 @@ struct Prepared {
 /// report (its `exit_code()` is the process's).
 pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Progress) -> Result<Report, RunError> {
     // Parse everything first: a bad suite file is reported before any download or boot.
-    let suites = cfg
-        .suites
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).map_err(|source| suite::SuiteError::Read { path: p.clone(), source })?;
-            let suite = suite::parse_suite(p, &text)?;
-            Ok(LoadedSuite { path: p.clone(), text, suite })
-        })
-        .collect::<Result<Vec<_>, suite::SuiteError>>()?;
-    let suites = select_cases(suites, &cfg.cases)?;
+    let suites = load_selected(cfg)?;
     // So is a bad guest recipe.
     let guest = GuestRecipe::from_workspace(&cfg.workspace)?;
     std::fs::create_dir_all(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
@@ -255,6 +245,21 @@ fn case_ref<'a>(w: &'a WorkItem, prepared: &'a [PreparedKernel], suites: &'a [Lo
     }
 }
 
+/// Every suite file of the run, parsed, with only the cases `--case` selects.
+fn load_selected(cfg: &RunConfig) -> Result<Vec<LoadedSuite>, RunError> {
+    let suites = cfg
+        .suites
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).map_err(|source| suite::SuiteError::Read { path: p.clone(), source })?;
+            let suite = suite::parse_suite(p, &text)?;
+            Ok(LoadedSuite { path: p.clone(), text, suite })
+        })
+        .collect::<Result<Vec<_>, suite::SuiteError>>()?;
+    select_cases(suites, &cfg.cases)
+}
+
 /// Keep the cases `--case` selects (`<suite>/<case>` globs), and the suites that still have
 /// one. A pattern that selects nothing is an error: a typo must not look like a green run.
 fn select_cases(mut suites: Vec<LoadedSuite>, patterns: &[String]) -> Result<Vec<LoadedSuite>, RunError> {
@@ -307,17 +312,7 @@ enum Live {
 /// of errors known up front, without building or booting anything (kernels are resolved,
 /// which may fetch them, to read their version and config).
 pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) -> Result<(), RunError> {
-    let suites = cfg
-        .suites
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).map_err(|source| suite::SuiteError::Read { path: p.clone(), source })?;
-            let suite = suite::parse_suite(p, &text)?;
-            Ok(LoadedSuite { path: p.clone(), text, suite })
-        })
-        .collect::<Result<Vec<_>, suite::SuiteError>>()?;
-    let suites = select_cases(suites, &cfg.cases)?;
+    let suites = load_selected(cfg)?;
     let guest = GuestRecipe::from_workspace(&cfg.workspace)?;
     let w = |out: &mut dyn std::io::Write, line: String| {
         writeln!(out, "{line}").map_err(|source| RunError::Output { path: "stdout".into(), source })
