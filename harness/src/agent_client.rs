@@ -295,6 +295,16 @@ impl AgentClient {
         }
     }
 
+    /// Fault injection for the harness's own tests: the agent exits `after` from now, as if
+    /// killed (see [`Request::Exit`]).
+    pub fn inject_exit(&mut self, after: Duration) -> Result<(), AgentError> {
+        let req = Request::Exit { code: 137, after_ms: after.as_millis() as u64 };
+        match self.call(req, "exit", self.timeout)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected("exit", other)),
+        }
+    }
+
     /// Ask the agent to sync and power off; `Ok` once it acknowledged (the guest then goes away).
     pub fn power_off(&mut self) -> Result<(), AgentError> {
         match self.call(Request::PowerOff, "power_off", self.timeout)? {

@@ -436,6 +436,13 @@ pub fn entries(cache: &Path) -> Vec<Entry> {
         if d.join("vmlinux").exists() || d.join(format!("vmlinux{RECORD}")).exists() {
             out.push(vmlinux(&d.join("vmlinux")));
         }
+        let mut states: Vec<PathBuf> = std::fs::read_dir(&d)
+            .map(|rd| {
+                rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "vmstate")).collect()
+            })
+            .unwrap_or_default();
+        states.sort();
+        out.extend(states.iter().map(|p| saved_guest(p)));
     }
     for d in subdirs("rust-core") {
         out.push(rust_core(&d));
@@ -555,6 +562,12 @@ pub fn kernel_tree(dir: &Path) -> Entry {
 /// `<cache>/boot/<release>/vmlinux`.
 pub fn vmlinux(file: &Path) -> Entry {
     Entry::file(file, "vmlinux")
+}
+
+/// `<cache>/boot/<release>/guest-<key>.vmstate`: a booted guest saved for restoring (what
+/// `--shared-guest` runs start their cases from).
+pub fn saved_guest(file: &Path) -> Entry {
+    Entry::file(file, "saved guest")
 }
 
 /// `<cache>/rust-core/<release>-<key>/`.

@@ -471,11 +471,13 @@ pub fn default_workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
-/// Ctrl-C or SIGTERM: kill every VM at once (QEMU also dies with us through PDEATHSIG, this
-/// just does not wait for it), say so, and exit 130 without writing a partial report.
+/// Ctrl-C or SIGTERM: kill every VM and build tool at once (they also die with us through
+/// PDEATHSIG, this just does not wait for it), say so, and exit 130 without writing a partial
+/// report. Cache entries appear only by rename once whole, so an interrupted build leaves a
+/// scratch directory the next build sweeps, never a broken entry.
 extern "C" fn on_interrupt(_sig: libc::c_int) {
-    crate::vm::kill_all_vms();
-    const MSG: &[u8] = b"\ninterrupted: every VM was killed; no report written\n";
+    crate::vm::kill_all_children();
+    const MSG: &[u8] = b"\ninterrupted: every VM and build tool was killed; no report written\n";
     // SAFETY: write(2) and _exit(2) are async-signal-safe.
     unsafe {
         libc::write(2, MSG.as_ptr().cast(), MSG.len());

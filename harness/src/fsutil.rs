@@ -91,6 +91,15 @@ pub fn is_space_or_permission(e: &std::io::Error) -> bool {
     matches!(e.kind(), K::StorageFull | K::QuotaExceeded | K::PermissionDenied | K::ReadOnlyFilesystem)
 }
 
+/// Whether a message carries one of [`describe_io_error`]'s full-disk or unwritable-place
+/// phrases: a run that hits one while preparing a kernel stops at once (every later kernel and
+/// case would write to the same place) instead of erroring case after case.
+pub fn names_storage_failure(message: &str) -> bool {
+    message.contains("no space left on the device holding ")
+        || message.contains("no space left on a device the tool writes to")
+        || message.contains(" is not writable by uid ")
+}
+
 /// An exclusive advisory lock on a file, held until dropped. Cache builders take one so that
 /// two runs (or two parallel tests) never fill the same cache entry at once; the second waits
 /// and then finds the entry complete.
@@ -99,12 +108,21 @@ pub struct FileLock {
 }
 
 impl FileLock {
+    /// A cache on a full or read-only disk fails here first: that error names the path and
+    /// the space or the reason, like [`write_atomic`]'s.
     pub fn acquire(path: &Path) -> std::io::Result<Self> {
         use std::os::fd::AsRawFd;
+        let describe = |e: std::io::Error| {
+            if is_space_or_permission(&e) {
+                std::io::Error::new(e.kind(), describe_io_error(&e, path, None))
+            } else {
+                e
+            }
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(describe)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(describe)?;
         // SAFETY: flock on a descriptor we own; the lock goes away with the descriptor.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         if rc != 0 {

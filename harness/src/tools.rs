@@ -1,8 +1,9 @@
 //! Running host tools: find them on PATH (or say which Debian package provides them) and run
 //! them with their stderr kept for the error message.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -36,16 +37,64 @@ pub fn require_tool(tool: &str, package: &str, why: &str) -> Result<PathBuf, Too
 /// Run a command to completion; its stdout on success, its stderr in the error otherwise.
 pub fn run_capture(cmd: &mut Command) -> Result<String, ToolError> {
     let command = describe(cmd);
-    let out = cmd.output().map_err(|source| ToolError::Spawn { command: command.clone(), source })?;
+    let out = output(cmd).map_err(|source| ToolError::Spawn { command: command.clone(), source })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if stderr.trim().is_empty() {
-            stderr = String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        Err(ToolError::Failed { command, status: out.status.to_string(), stderr: tail(&stderr, 40) })
+        Err(failed(cmd, command, &out))
     }
+}
+
+/// The error for a tool that exited unsuccessfully: the tail of its stderr (its stdout when
+/// stderr is empty), and, when the tool says the disk is full, the harness's own reading of
+/// where: the fullest device among the tool's working directory and the paths on its command
+/// line (kbuild, dpkg-deb and mmdebstrap only say "No space left on device").
+pub fn failed(cmd: &Command, command: String, out: &Output) -> ToolError {
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if text.trim().is_empty() {
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    let mut stderr = tail(&text, 40);
+    if let Some(hint) = space_hint(cmd, &text) {
+        stderr.push('\n');
+        stderr.push_str(&hint);
+    }
+    ToolError::Failed { command, status: out.status.to_string(), stderr }
+}
+
+fn space_hint(cmd: &Command, output: &str) -> Option<String> {
+    if !(output.contains("No space left on device") || output.contains("Disk quota exceeded")) {
+        return None;
+    }
+    let paths = cmd
+        .get_current_dir()
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(cmd.get_args().map(PathBuf::from).filter(|p| p.is_absolute()));
+    let fullest = paths.filter_map(|p| crate::fsutil::free_space(&p).map(|f| (f, p))).min_by_key(|(f, _)| *f);
+    let e = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    Some(match fullest {
+        Some((_, p)) => crate::fsutil::describe_io_error(&e, &p, None),
+        None => "no space left on a device the tool writes to".to_string(),
+    })
+}
+
+/// `Command::output`, with the tool in its own process group that dies with the harness: the
+/// SIGINT/SIGTERM handler kills the group (make takes its gcc and rustc children with it), and
+/// PDEATHSIG kills the tool if the harness dies any other way. The calling thread waits, so
+/// PDEATHSIG (tied to the spawning thread) cannot fire early. Stdin is /dev/null, as with
+/// `output()`.
+pub fn output(cmd: &mut Command) -> std::io::Result<Output> {
+    let parent = std::process::id() as i32;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    // SAFETY: the hook only makes async-signal-safe calls (see die_with_parent).
+    unsafe { cmd.pre_exec(move || crate::vm::reaper::die_with_parent(parent)) };
+    let child = cmd.spawn()?;
+    let pgid = child.id() as i32;
+    crate::vm::reaper::register(pgid);
+    let out = child.wait_with_output();
+    crate::vm::reaper::unregister(pgid);
+    out
 }
 
 /// A command line as a user would type it, for messages.
@@ -63,4 +112,45 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     let start = lines.len().saturating_sub(n);
     lines[start..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_that_says_the_disk_is_full_gets_the_devices_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.current_dir(dir.path()).args(["-c", "echo 'cp: error writing x: No space left on device' >&2; exit 1"]);
+        let e = run_capture(&mut cmd).unwrap_err().to_string();
+        assert!(e.contains("No space left on device"), "{e}");
+        let said = format!("no space left on the device holding {} (", dir.path().display());
+        assert!(e.contains(&said) && e.ends_with(" free)"), "{e}");
+    }
+
+    #[test]
+    fn other_failures_say_nothing_of_space() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'make: *** [Makefile:2: all] Error 2' >&2; exit 2"]);
+        let e = run_capture(&mut cmd).unwrap_err().to_string();
+        assert!(e.contains("Error 2") && !e.contains("no space left"), "{e}");
+    }
+
+    #[test]
+    fn storage_failures_are_recognised_by_their_phrases() {
+        let full = crate::fsutil::describe_io_error(
+            &std::io::Error::from(std::io::ErrorKind::StorageFull),
+            std::path::Path::new("/x"),
+            None,
+        );
+        assert!(crate::fsutil::names_storage_failure(&format!("kernel 6.1: writing /x: {full}")));
+        let ro = crate::fsutil::describe_io_error(
+            &std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem),
+            std::path::Path::new("/x"),
+            None,
+        );
+        assert!(crate::fsutil::names_storage_failure(&ro));
+        assert!(!crate::fsutil::names_storage_failure("building the reference modules: objtool failed"));
+    }
 }

@@ -275,7 +275,7 @@ fn unwritable_junit_path_is_exit_2_before_any_kernel() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("error: writing results to {}", junit.display())), "{stderr}");
+    assert!(stderr.contains(&format!("error: writing results: {}", junit.display())), "{stderr}");
     assert!(!stderr.contains("kernel"), "failed before any kernel was looked at: {stderr}");
     assert!(!dir.path().join("out/report.json").exists());
 }

@@ -1,12 +1,16 @@
-//! Faults injected on purpose, against the real binary: a cache entry truncated, emptied or
-//! with a corrupt record is reported on one line, rebuilt, and the run passes; two runs share
-//! one cache at once; a full output directory is a clear error naming the path and the space.
+//! Faults injected on purpose, against the real binary: a cache entry truncated, emptied, with
+//! a corrupt record or with files missing is reported on one line, rebuilt, and the run passes;
+//! two runs share one cache at once; a full or read-only cache or output directory stops the run
+//! with a message naming the path (and the space), leaving the cache whole for the next run;
+//! QEMU killed mid-boot and mid-case and the guest agent killed end their cases as ERROR with the
+//! console excerpt while the other cases pass; SIGTERM during a module build leaves no build
+//! tool running and no broken entry.
 //!
 //! Each test works on a private cache (`--cache`) seeded from the shared one, so that nothing
-//! here damages the shared cache and nothing is downloaded again: the kernel tree, apt lists,
-//! toolchain roots and `core` builds are symlinked (read only here), the entries a test breaks
-//! are copied (a file that is truncated is a copy; a hard-linked file is replaced, never
-//! written through).
+//! here damages the shared cache and nothing is downloaded again (but the kernel that one test
+//! re-fetches): the kernel tree, apt lists, toolchain roots and `core` builds are symlinked (read
+//! only here), the entries a test breaks are copied (a file that is truncated is a copy; a
+//! hard-linked file is replaced, never written through).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,34 +39,45 @@ fn shared_entries() -> (Kernel, PathBuf, klp_conform::kmod::ModuleSet) {
 /// A private cache: what a test does not break is the shared cache's (symlinked), the vmlinux
 /// entry is a copy, the module set a hard-linked copy.
 fn private_cache(k: &Kernel, vmlinux: &Path, set: &klp_conform::kmod::ModuleSet) -> tempfile::TempDir {
-    let shared = kernel::default_cache_dir();
     let dir = tempfile::tempdir().unwrap();
-    let c = dir.path();
-    for d in ["kernels", "apt", "toolchains", "rust-core"] {
+    seed(dir.path(), k, Some(vmlinux), Some(set), &["kernels", "apt", "toolchains", "rust-core"]);
+    dir
+}
+
+/// Fill the cache `c`: the shared cache's `links` symlinked, the vmlinux copied and the module
+/// set linked (copied across file systems) when given.
+fn seed(c: &Path, k: &Kernel, vmlinux: Option<&Path>, set: Option<&klp_conform::kmod::ModuleSet>, links: &[&str]) {
+    let shared = kernel::default_cache_dir();
+    for d in links {
         if shared.join(d).exists() {
             std::os::unix::fs::symlink(shared.join(d), c.join(d)).unwrap();
         }
     }
-    let boot = c.join("boot").join(&k.release);
-    std::fs::create_dir_all(&boot).unwrap();
-    let src = vmlinux.parent().unwrap();
-    for f in ["vmlinux", "vmlinux.source", "vmlinux.klp-entry.json"] {
-        std::fs::copy(src.join(f), boot.join(f)).unwrap();
+    if let Some(vmlinux) = vmlinux {
+        let boot = c.join("boot").join(&k.release);
+        std::fs::create_dir_all(&boot).unwrap();
+        let src = vmlinux.parent().unwrap();
+        for f in ["vmlinux", "vmlinux.source", "vmlinux.klp-entry.json"] {
+            std::fs::copy(src.join(f), boot.join(f)).unwrap();
+        }
     }
-    let key = set.dir.file_name().unwrap();
-    let mods = c.join("modules").join(&k.release).join(key);
-    link_tree(&set.dir, &mods);
-    dir
+    if let Some(set) = set {
+        let key = set.dir.file_name().unwrap();
+        link_tree(&set.dir, &c.join("modules").join(&k.release).join(key));
+    }
 }
 
 fn link_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
         let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
             link_tree(&e.path(), &t);
-        } else {
-            std::fs::hard_link(e.path(), &t).unwrap();
+        } else if ty.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &t).unwrap();
+        } else if std::fs::hard_link(e.path(), &t).is_err() {
+            std::fs::copy(e.path(), &t).unwrap();
         }
     }
 }
@@ -167,6 +182,18 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// `mount -o remount,<opts>`: `ro`, or `size=…` to give a full disk room again.
+    fn remount(&self, opts: &str) {
+        let ok = Command::new("mount").args(["-o", &format!("remount,{opts}")]).arg(self.path()).status().unwrap();
+        assert!(ok.success(), "remount,{opts}");
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.0.path()).status();
@@ -213,4 +240,282 @@ fn a_full_output_directory_is_a_clear_error_and_leaves_no_half_written_file() {
         let r: serde_json::Value = serde_json::from_str(&t).expect("report.json is whole");
         assert_eq!(r["runs"][0]["cases"][0]["status"], "error", "{t}");
     }
+}
+
+/// Processes (other than this test) whose command line, working directory or executable
+/// mention `needle`: what a run under a private cache or output dir left behind.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+        if cmdline.contains(needle) || cwd.to_string_lossy().contains(needle) {
+            found.push(format!("{pid}: {cmdline} (cwd {})", cwd.display()));
+        }
+    }
+    found
+}
+
+/// Wait until nothing mentions `needle` any more (a SIGKILLed group takes a moment to go).
+fn nothing_left(needle: &str) -> Vec<String> {
+    for _ in 0..50 {
+        let left = processes_mentioning(needle);
+        if left.is_empty() {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    processes_mentioning(needle)
+}
+
+fn klp(args: &[&str], cache: &Path, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .args(args)
+        .arg("--cache")
+        .arg(cache)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+fn cache_verify(cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_klp-conform")).args(["cache", "verify", "--cache"]).arg(cache).output().unwrap()
+}
+
+#[test]
+fn a_full_cache_stops_the_run_naming_the_path_and_the_next_run_repairs() {
+    let Some(fs) = Tmpfs::mount("16m") else {
+        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let (k, _, set) = shared_entries();
+    // Everything but the vmlinux (63 MB), which the run must extract into a 16 MB cache.
+    let c = fs.path().join("cache");
+    std::fs::create_dir_all(&c).unwrap();
+    seed(&c, &k, None, Some(&set), &["kernels", "apt", "toolchains", "rust-core"]);
+    let out = tempfile::tempdir().unwrap();
+    let o = klp(&["conformance", "--case", CASE, "--accel", "tcg", "--jobs", "1"], &c, out.path());
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    let said = format!("no space left on the device holding {}", c.join("boot").join(&k.release).display());
+    let line = stderr.lines().find(|l| l.contains(&said)).unwrap_or_else(|| panic!("{said}\n{stderr}"));
+    assert!(line.starts_with("error: ") && line.contains(" free") && line.contains("the run stopped here"), "{line}");
+    // Stopped at once: no case ran, no report was written.
+    assert!(!stdout.lines().any(|l| l.trim_start().starts_with("ok ") || l.contains("not ok")), "{stdout}");
+    assert!(!out.path().join("report.json").exists());
+    // The cache holds only whole entries: nothing is broken, nothing half-written stays.
+    let v = cache_verify(&c);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v).0);
+    assert!(!c.join("boot").join(&k.release).join("vmlinux").exists());
+    // Room again: the next run extracts the vmlinux and passes.
+    fs.remount("size=200m");
+    let o = klp(&["conformance", "--case", CASE, "--accel", "tcg", "--jobs", "1"], &c, out.path());
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    assert!(matches!(cache::vmlinux(&c.join("boot").join(&k.release).join("vmlinux")).check(), Check::Ok(_)));
+}
+
+#[test]
+fn a_read_only_cache_or_output_directory_is_exit_2_naming_the_path() {
+    let Some(fs) = Tmpfs::mount("4m") else {
+        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    std::fs::create_dir_all(fs.path().join("cache")).unwrap();
+    fs.remount("ro");
+    let scratch = tempfile::tempdir().unwrap();
+
+    // Output: refused before any kernel is looked at.
+    let out = fs.path().join("out");
+    let o = klp(&["conformance", "--case", CASE, "--accel", "tcg"], scratch.path(), &out);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    let said = format!("error: writing results: {} is not writable by uid ", out.display());
+    assert!(stderr.contains(&said) && stderr.contains("(read-only file system)"), "{said}\n{stderr}");
+    assert!(!stderr.contains("kernel 6"), "stopped before any kernel: {stderr}");
+
+    // Cache: the first lock the run takes there fails; the run stops with the path.
+    let c = fs.path().join("cache");
+    let o = klp(&["conformance", "--case", CASE, "--accel", "tcg"], &c, scratch.path());
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains(&format!("{}/", c.display()))
+            && line.contains(" is not writable by uid ")
+            && line.contains("(read-only file system)")
+            && line.contains("the run stopped here"),
+        "{line}"
+    );
+    assert!(!stdout.contains("ok "), "no case ran: {stdout}");
+}
+
+#[test]
+fn a_kernel_tree_missing_its_headers_is_fetched_again_and_the_run_passes() {
+    let (k, vmlinux, set) = shared_entries();
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path();
+    seed(c, &k, Some(&vmlinux), Some(&set), &["apt", "toolchains", "rust-core"]);
+    // The kernel tree as hard links (the shared files are never written: a rebuild extracts
+    // new ones), then its -common headers gone, as a cleaner or a full disk leaves it.
+    let tree = c.join("kernels").join(&k.release);
+    link_tree(&kernel::default_cache_dir().join("kernels").join(&k.release), &tree);
+    let common = std::fs::read_dir(tree.join("root/usr/src"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().ends_with("-common"))
+        .expect("Debian's -common headers");
+    std::fs::remove_dir_all(&common).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let o = run_case(c, out.path()).wait_with_output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    let lines = broken_lines(&stderr, &tree);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("missing"), "{}", lines[0]);
+    assert!(stderr.contains(&format!("kernel {}: downloading", k.release)), "fetched again:\n{stderr}");
+    assert!(common.is_dir());
+    assert!(matches!(cache::kernel_tree(&tree).check(), Check::Ok(_)));
+}
+
+#[test]
+fn qemu_killed_mid_boot_and_mid_case_and_the_agent_killed_end_only_their_cases() {
+    let (k, vmlinux, set) = shared_entries();
+    let priv_cache = private_cache(&k, &vmlinux, &set);
+    let out = tempfile::tempdir().unwrap();
+    let out_s = out.path().display().to_string();
+    // In suite order, which --jobs 1 runs them in.
+    let cases = ["load-enable-disable-remove", "remove-while-enabled", "force-without-transition", "enabled-writes"];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_klp-conform"));
+    cmd.args(["conformance", "--suite", "lifecycle", "--accel", "tcg", "--jobs", "1", "--cache"])
+        .arg(priv_cache.path())
+        .arg("--out")
+        .arg(out.path())
+        // The third case's agent (PID 1) exits 50 ms into the case (its steps take ~0.3 s).
+        .env("KLP_CONFORM_FAULT_AGENT_EXIT", format!("lifecycle/{}@50", cases[2]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+
+    // The QEMUs of this run, in the order they start: 1 boots the guest to be saved (killed
+    // mid-boot: every case then boots its own), 2 is the first case's (killed mid-boot), 3 the
+    // second's (killed once its agent serves, mid-case), 4 and 5 are left alone.
+    let qemus = |seen: &mut Vec<i32>| {
+        for line in processes_mentioning(&out_s) {
+            let pid: i32 = line.split(':').next().unwrap().parse().unwrap();
+            if line.contains("qemu-system") && !seen.contains(&pid) {
+                seen.push(pid);
+            }
+        }
+    };
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let console = out.path().join("logs").join(&k.release).join("lifecycle").join(cases[1]).join("console.log");
+    let mut killed = 0;
+    while killed < 3 && std::time::Instant::now() < deadline {
+        qemus(&mut seen);
+        if seen.len() > killed {
+            let pid = seen[killed];
+            if killed == 2 {
+                // Mid-case: the agent is serving.
+                let serving = std::fs::read_to_string(&console).unwrap_or_default().contains("serving on");
+                if !serving {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            // SAFETY: kill(2) on a pid this run's harness started (found by its output dir).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(killed, 3, "QEMUs seen: {seen:?}");
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("could not save a booted guest, every case boots its own"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let by_name =
+        |name: &str| report["runs"][0]["cases"].as_array().unwrap().iter().find(|c| c["case"] == name).unwrap().clone();
+    for (name, says) in [
+        (cases[0], "the VM did not start"),
+        (cases[1], "QEMU"),
+        (cases[2], "the guest agent (PID 1) died and the kernel panicked"),
+    ] {
+        let c = by_name(name);
+        assert_eq!(c["status"], "error", "{name}: {c}");
+        let error = c["error"].as_str().unwrap();
+        assert!(error.contains(says), "{name}: {error}");
+        // The console excerpt comes with it, in the diagnostics, not on the `not ok` line.
+        assert!(error.contains('\n'), "{name} has no console excerpt: {error}");
+        // The verdict line carries a 160-character headline at most.
+        let line = stdout.lines().find(|l| l.contains("not ok") && l.contains(name)).unwrap();
+        let reason = line.split_once(" # ERROR ").map(|(_, r)| r).unwrap_or_default();
+        assert!(!reason.is_empty() && reason.chars().count() <= 160 && !reason.contains(" | "), "{line}");
+    }
+    assert!(by_name(cases[2])["error"].as_str().unwrap().contains("Attempted to kill init!"));
+    assert_eq!(by_name(cases[3])["status"], "pass", "{stdout}");
+    assert!(nothing_left(&out_s).is_empty(), "left running: {:?}", processes_mentioning(&out_s));
+}
+
+#[test]
+fn sigterm_during_a_module_build_leaves_no_tool_running_and_the_next_run_builds() {
+    let (k, vmlinux, _) = shared_entries();
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path();
+    // No module set: the run must build one.
+    seed(c, &k, Some(&vmlinux), None, &["kernels", "apt", "toolchains", "rust-core"]);
+    let c_s = c.display().to_string();
+    let out = tempfile::tempdir().unwrap();
+    let child = run_case(c, out.path());
+    let pid = child.id() as i32;
+    // Wait for kbuild (make) to run under this cache, then SIGTERM the harness.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let building = loop {
+        let tools = processes_mentioning(&c_s);
+        if tools.iter().any(|l| l.contains("make") || l.contains("rustc")) {
+            break tools;
+        }
+        assert!(std::time::Instant::now() < deadline, "no build started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(130), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("interrupted: every VM and build tool was killed"), "{stderr}");
+    let left = nothing_left(&c_s);
+    assert!(left.is_empty(), "left running after SIGTERM (building was {building:?}): {left:?}");
+    // No entry half-made: verify finds nothing broken, and no module set was published.
+    let v = cache_verify(c);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v).0);
+    let sets: Vec<_> = std::fs::read_dir(c.join("modules").join(&k.release))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| e.path().is_dir())
+                .count()
+        })
+        .into_iter()
+        .collect();
+    assert!(sets.iter().all(|&n| n == 0), "a module set appeared: {sets:?}");
+    // The next run builds the set and passes.
+    let o = run_case(c, out.path()).wait_with_output().unwrap();
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "KTAP:\n{stdout}\nstderr:\n{stderr}");
 }

@@ -124,6 +124,10 @@ pub enum Request {
     StartReader { tag: String, path: String },
     /// The state of a reader started with [`Request::StartReader`]: [`Response::Reader`].
     ReaderStatus { tag: String },
+    /// Fault injection, for the harness's own tests only: answered with [`Response::Done`],
+    /// then, `after_ms` later and whatever the agent is doing, the agent exits with `code` as
+    /// if it had been killed. It is PID 1, so the kernel panics ("Attempted to kill init!").
+    Exit { code: i32, after_ms: u64 },
 }
 
 /// What [`Request::WaitFor`] polls.

@@ -154,10 +154,7 @@ impl AptRoot {
             self.suite,
             suite_family(&self.suite).join(", ")
         ));
-        let out = self
-            .command("apt-get")
-            .arg("update")
-            .output()
+        let out = crate::tools::output(self.command("apt-get").arg("update"))
             .map_err(|e| KernelError::Tool(ToolError::Spawn { command: "apt-get update".into(), source: e }))?;
         // apt-get update exits 0 even when a suite could not be fetched: its warnings say so.
         let stderr = String::from_utf8_lossy(&out.stderr);

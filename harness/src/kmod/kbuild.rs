@@ -224,13 +224,14 @@ pub fn make_command(env: &BuildEnv, headers_dir: &Path, module_dir: &Path) -> Co
 /// warnings), on failure an error with the stderr's tail.
 pub fn run_output(c: &mut Command) -> Result<(String, String), ToolError> {
     let command = crate::tools::describe(c);
-    let out = c.output().map_err(|source| ToolError::Spawn { command: command.clone(), source })?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = crate::tools::output(c).map_err(|source| ToolError::Spawn { command: command.clone(), source })?;
     if out.status.success() {
-        return Ok((String::from_utf8_lossy(&out.stdout).into_owned(), stderr));
+        return Ok((
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
-    let text = if stderr.trim().is_empty() { String::from_utf8_lossy(&out.stdout).into_owned() } else { stderr };
-    Err(ToolError::Failed { command, status: out.status.to_string(), stderr: crate::tools::tail(&text, 40) })
+    Err(crate::tools::failed(c, command, &out))
 }
 
 /// The warnings in kbuild's output: objtool's (`x.o: warning: objtool: …`), modpost's
@@ -359,7 +360,7 @@ pub fn run_objtool(
     let mut c = env.command(&abs, headers_dir);
     c.args(&objtool.1).arg(object);
     let command = crate::tools::describe(&c);
-    let out = c.output().map_err(|e| KmodError::io(format!("running `{command}`"), e))?;
+    let out = crate::tools::output(&mut c).map_err(|e| KmodError::io(format!("running `{command}`"), e))?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         return Err(KmodError::Step {

@@ -23,6 +23,7 @@ pub fn judge_lost_guest(e: &GuestError, console: &str) -> Result<(String, String
     let died = |excerpt: &str| ("the kernel to stay up".to_string(), format!("{}\n{excerpt}", e.message));
     match (e.fault, fatal) {
         (GuestFault::Harness, _) => Err(e.message.clone()),
+        (_, Some(p)) if agent_died(&p.excerpt) => Err(agent_died_message(&p.excerpt)),
         (_, Some(p)) => Ok(died(&p.excerpt)),
         (GuestFault::KernelDied, None) => {
             Ok(died(&e.excerpt.clone().unwrap_or_else(|| console::tail(console, CONSOLE_EXCERPT))))
@@ -40,6 +41,19 @@ pub fn judge_lost_guest(e: &GuestError, console: &str) -> Result<(String, String
             ))
         }
     }
+}
+
+/// The panic of a kernel whose PID 1, the agent, went away: the harness's problem, not the
+/// livepatch code's.
+fn agent_died(excerpt: &str) -> bool {
+    excerpt.contains("Attempted to kill init!")
+}
+
+fn agent_died_message(excerpt: &str) -> String {
+    format!(
+        "the guest agent (PID 1) died and the kernel panicked without it: a harness problem, not a \
+         kernel finding\n--- console ---\n{excerpt}\n--- end of console ---"
+    )
 }
 
 /// Lines of console tail shown when there is nothing more specific.
@@ -120,7 +134,11 @@ pub fn run_case_with(
             }
         }
         if let Some(excerpt) = guest.kernel_problem() {
-            out.failure = Some(fail("no oops, BUG, WARNING or panic on the console".into(), excerpt));
+            if agent_died(&excerpt) {
+                out.harness_error = Some(format!("step {label}: {}", agent_died_message(&excerpt)));
+            } else {
+                out.failure = Some(fail("no oops, BUG, WARNING or panic on the console".into(), excerpt));
+            }
             return out;
         }
     }

@@ -59,7 +59,11 @@ pub enum RunError {
     Recipe(#[from] image::RecipeError),
     #[error("{0}")]
     Selection(String),
-    #[error("writing results to {path}: {source}")]
+    /// A full disk or an unwritable place in the cache or the output directory, met while
+    /// preparing a kernel: the run stops there.
+    #[error("{0}; the run stopped here (the cache keeps only whole entries: the next run goes on from them)")]
+    Storage(String),
+    #[error("writing results: {}", crate::fsutil::describe_io_error(.source, .path, None))]
     Output {
         path: PathBuf,
         #[source]
@@ -127,7 +131,14 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
         cfg.kernels.iter().map(|spec| precheck(spec, cfg, &guest, &suites, progress)).collect();
     let mut prepared: Vec<PreparedKernel> = Vec::new();
     for ((k, spec), checked) in cfg.kernels.iter().enumerate().zip(checked) {
+        // A cache or output directory that cannot take what the run writes stops the run:
+        // every later kernel and case would fail the same way.
         let p = checked.and_then(|kernel| prepare(kernel, cfg, &guest, &suites, progress));
+        if let Err(e) = &p {
+            if crate::fsutil::names_storage_failure(e) {
+                return Err(RunError::Storage(e.clone()));
+            }
+        }
         let info = KernelInfo {
             spec: spec.to_string(),
             release: p.as_ref().ok().map(|p| p.kernel.release.clone()),
@@ -527,8 +538,9 @@ fn prepare(
         Some(s) => s.initramfs.clone(),
         None => cfg.out.join("images").join(format!("{}.cpio", kernel.release)),
     };
-    // Content-addressed when shared: an existing file already holds these bytes.
-    if shared.is_none() || !initramfs.is_file() {
+    // Content-named when shared: rewritten only when the file there does not hold these bytes
+    // (a damaged disk, a truncated copy), which comparing ~10 MB tells at once.
+    if shared.is_none() || std::fs::read(&initramfs).ok().as_deref() != Some(&image[..]) {
         crate::fsutil::write_atomic(&initramfs, &image)
             .map_err(|e| format!("writing the initramfs {}: {e}", initramfs.display()))?;
     }
@@ -557,7 +569,7 @@ fn prepare(
             )
         };
         let saved = match &shared {
-            Some(s) => s.saved_guest(&base, &boot_kernel, guest, accel),
+            Some(s) => s.saved_guest(&base, &boot_kernel, guest, accel, progress),
             None => save_booted_guest(&base, &cfg.out.join("images").join(format!("{}.vmstate", kernel.release)))
                 .map(|s| (s, false)),
         };
@@ -607,6 +619,7 @@ impl SharedGuest {
         boot_kernel: &Path,
         guest: &GuestRecipe,
         accel: Accel,
+        progress: &Progress,
     ) -> Result<(vm::SavedState, bool), String> {
         use sha2::{Digest, Sha256};
         let identity = |p: &Path| match std::fs::metadata(p) {
@@ -620,10 +633,21 @@ impl SharedGuest {
         let lock = self.dir.join(format!("guest-{}.lock", &key[..16]));
         let _lock = crate::fsutil::FileLock::acquire(&lock).map_err(|e| format!("locking {}: {e}", lock.display()))?;
         let console = state.with_extension("console.log");
-        if state.is_file() && console.is_file() {
+        // Verified like every cache entry: a truncated or unrecorded state is saved again.
+        let entry = crate::cache::saved_guest(&state);
+        if entry.verify_for_use(progress) && console.is_file() {
             return Ok((vm::SavedState { state, console }, true));
         }
-        save_booted_guest(base, &state).map(|s| (s, false))
+        let saved = save_booted_guest(base, &state)?;
+        let made_from = serde_json::json!({ "key": key, "initramfs": self.initramfs, "boot_kernel": boot_kernel });
+        if let Err(e) = entry.record(made_from) {
+            progress.note(format!(
+                "cache: could not record {}: {}",
+                state.display(),
+                crate::fsutil::describe_io_error(&e, entry.record_path(), None)
+            ));
+        }
+        Ok((saved, false))
     }
 }
 
@@ -665,6 +689,11 @@ fn run_one(
         }
     };
     out.guest_start_s = Some(vm.boot_time().as_secs_f64());
+    if let Some(after) = injected_agent_exit(suite.name(), case.name()) {
+        if let Err(e) = vm.agent().inject_exit(after) {
+            return out.errored(format!("injecting the agent's exit: {e}"));
+        }
+    }
     let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots), &mut |step, snaps| {
         live(Live::Step(step.clone()));
         for s in snaps {
@@ -698,6 +727,17 @@ fn run_one(
     }
     out
 }
+
+/// The harness's own fault-injection tests kill the agent in the middle of a case:
+/// `KLP_CONFORM_FAULT_AGENT_EXIT=<suite>/<case>[@<ms>]` makes the agent of that case exit
+/// `<ms>` (default 1500) after the guest is up. Not a user feature; README "When things break".
+fn injected_agent_exit(suite: &str, case: &str) -> Option<std::time::Duration> {
+    let v = std::env::var(FAULT_AGENT_EXIT).ok()?;
+    let (which, ms) = v.split_once('@').unwrap_or((&v, "1500"));
+    (which == format!("{suite}/{case}")).then(|| std::time::Duration::from_millis(ms.parse().unwrap_or(1500)))
+}
+
+pub const FAULT_AGENT_EXIT: &str = "KLP_CONFORM_FAULT_AGENT_EXIT";
 
 /// An error and its causes on one line, for report fields.
 pub fn chain(e: &dyn std::error::Error) -> String {

@@ -35,7 +35,7 @@ pub use accel::{kvm_usable, probe_accel, KVM_PROBE_TIMEOUT};
 pub use args::qemu_args;
 pub use console::{scan_console, ConsoleProblem, ProblemKind};
 pub use qmp::VmEvent;
-pub use reaper::kill_all_vms;
+pub use reaper::kill_all_children;
 
 /// How the guest's CPUs are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,6 @@
-//! QEMU must never outlive the harness. Three layers make sure of it:
+//! QEMU must never outlive the harness, nor must the build tools it runs (make, gcc, rustc,
+//! dpkg-deb, mmdebstrap: a SIGTERM during a module build must not leave kbuild writing into the
+//! cache). Three layers make sure of it:
 //!
 //! 1. `PR_SET_PDEATHSIG(SIGKILL)` in the child: the kernel kills QEMU when the harness dies,
 //!    whatever killed it (Ctrl-C's default action, SIGKILL, a crash). Caveat: the signal fires
@@ -32,9 +34,9 @@ pub(crate) fn unregister(pgid: i32) {
     }
 }
 
-/// SIGKILL every QEMU process group this process started and has not reaped yet.
-/// Async-signal-safe (atomics and kill(2) only): callable from a signal handler.
-pub fn kill_all_vms() {
+/// SIGKILL every child process group (QEMU, build tools) this process started and has not
+/// reaped yet. Async-signal-safe (atomics and kill(2) only): callable from a signal handler.
+pub fn kill_all_children() {
     for s in &LIVE {
         let pgid = s.load(Ordering::SeqCst);
         if pgid > 0 {
