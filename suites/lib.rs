@@ -3,5 +3,7 @@
 //! `tests/conformance.rs` runs every case × kernel as a test (`cargo nextest run -p
 //! klp-conform-suites`).
 
+#![forbid(unsafe_code)]
+
 /// The directory holding the suite files.
 pub const SUITES_DIR: &str = env!("CARGO_MANIFEST_DIR");

@@ -35,8 +35,9 @@ pub fn free_space(path: &Path) -> Option<u64> {
     while let Some(cur) = p {
         if cur.exists() {
             let c = std::ffi::CString::new(cur.as_os_str().as_encoded_bytes()).ok()?;
-            // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+            // SAFETY: statvfs is plain old data, for which all-zero bytes are a valid value.
             let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            // SAFETY: statvfs writes into the struct we own; the path is NUL-terminated.
             if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
                 return None;
             }
@@ -155,10 +156,9 @@ mod tests {
         assert!(full.starts_with(&format!("no space left on the device holding {} (6.2 MB needed, ", p.display())));
         assert!(full.ends_with(" free)"), "{full}");
         let ro = describe_io_error(&std::io::Error::from_raw_os_error(libc::EACCES), &p, None);
-        assert_eq!(
-            ro,
-            format!("{} is not writable by uid {} (permission denied)", p.display(), unsafe { libc::geteuid() })
-        );
+        // SAFETY: geteuid cannot fail and has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        assert_eq!(ro, format!("{} is not writable by uid {uid} (permission denied)", p.display()));
         // As tempfile returns it: wrapped, the kind kept.
         let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device at path /x/.tmp1");
         assert!(describe_io_error(&wrapped, &p, None).starts_with("no space left on the device holding "));

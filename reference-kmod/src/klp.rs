@@ -1,6 +1,7 @@
 //! `klp`: the one layer of the reference livepatch modules that talks to the kernel.
 //!
-//! Every `unsafe` block of the reference modules lives in this file. A variant (one crate root in
+//! Every `unsafe` block of the reference modules lives in this file (but the reads of shadow
+//! variables, whose liveness only the variant knows: [`Shadow::value`]). A variant (one crate root in
 //! `variants/`) declares its patch as plain statics built with the `const fn` constructors below
 //! and calls [`enable`] from its init function (see [`patch_entry_points!`]); it never touches a
 //! kernel struct directly.
@@ -30,6 +31,9 @@
 
 #![no_std]
 #![allow(clippy::new_without_default)]
+// As in the workspace: every unsafe block and impl says why it is sound (the builder also passes
+// `-D unsafe_op_in_unsafe_fn` to rustc).
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 use core::cell::UnsafeCell;
 pub use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_ulong, c_void};
@@ -376,14 +380,19 @@ impl<const N: usize> States<N> {
 #[repr(transparent)]
 pub struct Patch(UnsafeCell<b::klp_patch>);
 
-// SAFETY (for all four): the kernel serialises every access to these structures under
-// `klp_mutex` (and the module's init runs once, before any other access). This crate writes
-// `klp_patch.mod` and `replace` in `enable*`, before the structures are handed over; after
-// that it only reads `klp_object.name`/`mod` and reads/writes `klp_state.data`, from the
-// patch's callbacks, which the core runs under `klp_mutex`.
+// The kernel serialises every access to these structures under `klp_mutex`, and the module's
+// init runs once, before any other access.
+// SAFETY: this crate writes `klp_patch.mod` and `replace` in `enable*`, before the patch is
+// handed over; after that only the core touches it, under `klp_mutex`.
 unsafe impl Sync for Patch {}
+// SAFETY: after the patch is handed over this crate only reads `klp_object.name` and `mod`,
+// which the core wrote under `klp_mutex` before running any callback that reads them.
 unsafe impl Sync for Object {}
+// SAFETY: this crate never accesses a `klp_func` after building it; the core does, under
+// `klp_mutex` (and the ftrace handler reads `new_func`, which nobody writes after init).
 unsafe impl Sync for Func {}
+// SAFETY: `klp_state.data` is read and written only from the patch's callbacks, which the
+// core runs under `klp_mutex`, one at a time.
 unsafe impl Sync for State {}
 
 impl Patch {
@@ -859,9 +868,10 @@ pub struct BoolParam(UnsafeCell<bool>);
 pub struct IntParam(UnsafeCell<c_int>);
 
 // SAFETY: the kernel writes a parameter with a single store (under `kernel_param_lock`) of a
-// valid value (`param_set_bool` stores 0/1); Rust only reads it, with a volatile load, like
+// valid value (`param_set_bool` stores 0 or 1); Rust only reads it, with a volatile load, like
 // C's READ_ONCE.
 unsafe impl Sync for BoolParam {}
+// SAFETY: as `BoolParam`: one store of any `int` (`param_set_int`), volatile loads only.
 unsafe impl Sync for IntParam {}
 
 impl BoolParam {
@@ -955,6 +965,11 @@ unsafe impl Sync for Kthread {}
 pub struct ShadowSlot(UnsafeCell<usize>);
 
 impl ShadowSlot {
+    /// What the variable holds now (the core hands the ctor zeroed bytes: SH3).
+    pub fn get(&self) -> usize {
+        // SAFETY: the slot is the variable's data, exclusively the ctor's or dtor's while it runs.
+        unsafe { self.0.get().read() }
+    }
     pub fn set(&self, v: usize) {
         // SAFETY: the slot is the variable's data, exclusively the ctor's while it runs.
         unsafe { self.0.get().write(v) }
@@ -969,8 +984,10 @@ pub type ShadowCtor = extern "C" fn(obj: *mut c_void, data: &ShadowSlot, ctor_da
 /// `klp_shadow_dtor_t`: `(obj, data)`.
 pub type ShadowDtor = extern "C" fn(obj: *mut c_void, data: &ShadowSlot);
 
-/// A shadow variable the API returned; valid until it is freed (the reference module only
-/// reads variables it has not freed yet).
+/// A shadow variable the API returned: its address. The memory belongs to the livepatch core,
+/// which frees it on `klp_shadow_free`/`_free_all` of its `<obj, id>` (from any module, any
+/// copy of this handle, or none), so reading it is `unsafe` ([`Shadow::value`]): safe code can
+/// compare and log addresses, never dereference a variable that may be gone.
 #[derive(Clone, Copy)]
 pub struct Shadow(core::ptr::NonNull<usize>);
 
@@ -981,8 +998,15 @@ impl Shadow {
     pub fn addr(self) -> usize {
         self.0.as_ptr() as usize
     }
-    pub fn value(self) -> usize {
-        // SAFETY: see the type's invariant: a live shadow variable of `usize` size.
+    /// The variable's value.
+    ///
+    /// # Safety
+    /// The variable is still alive: no `klp_shadow_free` of its `<obj, id>` and no
+    /// `klp_shadow_free_all` of its id has run since the API returned it, and none runs
+    /// concurrently. (Every variable of the reference modules holds a `usize`.)
+    pub unsafe fn value(self) -> usize {
+        // SAFETY: the caller guarantees the variable is alive; it is `usize`-sized and aligned
+        // (allocated with `size_of::<usize>()` by `shadow_alloc`/`_get_or_alloc`).
         unsafe { self.0.as_ptr().read() }
     }
 }

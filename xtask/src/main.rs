@@ -1,6 +1,8 @@
 //! `cargo xtask …`: the project's entry points. `conformance`, `kmod` and `kernel` are the
 //! harness's own commands; `test` runs the project's tests the way CI does.
 
+#![forbid(unsafe_code)]
+
 use std::process::Command;
 
 use clap::{Parser, Subcommand};

@@ -9,6 +9,8 @@
 //! Errors that the kernel returns are data, not failures of the channel: every operation that
 //! touches the kernel reports the exact errno ([`Response::Errno`]) so suites can assert on it.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 
 /// Where the image puts the modules under test (`/lib/modules/klp/<name>.ko`).

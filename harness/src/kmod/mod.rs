@@ -541,7 +541,8 @@ pub fn build_all(
     // 4. The Rust side: the klp layer, then one LTO'd object per variant.
     progress.note("kmod: compiling the klp layer and the variants (rustc, fat LTO)");
     let rustc_common = |c: &mut Command| {
-        c.args(["-Zunstable-options", "--edition", "2024", "--target"])
+        // Unsafe operations inside an `unsafe fn` need their own block (and SAFETY comment).
+        c.args(["-Zunstable-options", "--edition", "2024", "-D", "unsafe_op_in_unsafe_fn", "--target"])
             .arg(&sysroot.target_json)
             .args(&codegen.rustc_flags)
             .arg("-L")

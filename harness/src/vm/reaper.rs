@@ -53,12 +53,15 @@ pub fn kill_all_children() {
 /// # Safety
 /// Runs between fork and exec: only async-signal-safe calls (prctl, getppid, _exit).
 pub(crate) unsafe fn die_with_parent(parent: i32) -> std::io::Result<()> {
-    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process; async-signal-safe.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // The parent may have died before prctl took effect: then nobody would kill us.
-    if libc::getppid() != parent {
-        libc::_exit(1);
+    // SAFETY: getppid and _exit are async-signal-safe and have no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        // SAFETY: as above.
+        unsafe { libc::_exit(1) };
     }
     Ok(())
 }
