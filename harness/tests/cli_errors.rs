@@ -291,3 +291,28 @@ fn a_tree_with_the_fragment_passes_and_case_options_are_skips() {
     assert!(out.contains("  skip  loading/ambiguous-symbol: needs CONFIG_COMPAT_BINFMT_ELF=y or m"), "{out}");
     assert!(out.contains("needs CONFIG_MODULE_SIG=y, which kernel 6.1.192 lacks"), "{out}");
 }
+
+/// Preparation failing (here: a tree that passes the config check but holds no kbuild, so the
+/// reference modules cannot be built) makes every case of that kernel an ERROR carrying the
+/// reason, on the KTAP line and in report.json, and the run exit 2; no guest is booted.
+#[test]
+fn a_kernel_whose_preparation_fails_errors_every_case_and_exits_2() {
+    let tree = fake_tree(|c| c);
+    let out = tree.path().join("out");
+    let (code, ktap, err) = tree_run(tree.path(), &["--suite", "lifecycle", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{ktap}\n{err}");
+    assert!(!err.contains("accelerator:") && !err.contains("booted guest saved"), "nothing booted: {err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let cases = report["runs"][0]["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4, "every lifecycle case is reported");
+    for c in cases {
+        assert_eq!(c["status"], "error", "{c}");
+        let e = c["error"].as_str().unwrap();
+        assert!(e.starts_with("building the reference modules for 6.1.192: "), "{e}");
+        let name = c["case"].as_str().unwrap();
+        let line = ktap.lines().find(|l| l.trim_start().starts_with("not ok") && l.contains(name)).unwrap();
+        assert!(line.contains(" # ERROR building the reference modules for 6.1.192: "), "{line}");
+    }
+    assert_eq!(report["summary"]["error"], 4, "{}", report["summary"]);
+}
