@@ -62,16 +62,25 @@ pub fn failed(cmd: &Command, command: String, out: &Output) -> ToolError {
     ToolError::Failed { command, status: out.status.to_string(), stderr }
 }
 
+/// Where a tool may write: its working directory, absolute paths among its arguments, and
+/// absolute values of `KEY=/…` arguments (kbuild writes to `M=`).
+fn written_paths(cmd: &Command) -> Vec<PathBuf> {
+    let arg_path = |a: &std::ffi::OsStr| {
+        let a = a.to_string_lossy();
+        let v = if a.starts_with('/') { &a[..] } else { a.split_once('=').map_or("", |(_, v)| v) };
+        v.starts_with('/').then(|| PathBuf::from(v))
+    };
+    cmd.get_current_dir().map(PathBuf::from).into_iter().chain(cmd.get_args().filter_map(arg_path)).collect()
+}
+
 fn space_hint(cmd: &Command, output: &str) -> Option<String> {
     if !(output.contains("No space left on device") || output.contains("Disk quota exceeded")) {
         return None;
     }
-    let paths = cmd
-        .get_current_dir()
-        .map(PathBuf::from)
+    let fullest = written_paths(cmd)
         .into_iter()
-        .chain(cmd.get_args().map(PathBuf::from).filter(|p| p.is_absolute()));
-    let fullest = paths.filter_map(|p| crate::fsutil::free_space(&p).map(|f| (f, p))).min_by_key(|(f, _)| *f);
+        .filter_map(|p| crate::fsutil::free_space(&p).map(|f| (f, p)))
+        .min_by_key(|(f, _)| *f);
     let e = std::io::Error::from(std::io::ErrorKind::StorageFull);
     Some(match fullest {
         Some((_, p)) => crate::fsutil::describe_io_error(&e, &p, None),
@@ -127,6 +136,16 @@ mod tests {
         assert!(e.contains("No space left on device"), "{e}");
         let said = format!("no space left on the device holding {} (", dir.path().display());
         assert!(e.contains(&said) && e.ends_with(" free)"), "{e}");
+    }
+
+    #[test]
+    fn where_a_tool_writes_includes_key_value_arguments() {
+        // As kbuild runs: the headers as working directory, the module dir as M=.
+        let mut cmd = Command::new("make");
+        cmd.current_dir("/k/headers").args(["-C", "/k/headers", "M=/cache/modules/x", "KBUILD_OUTPUT=rel", "-j2"]);
+        let paths = written_paths(&cmd);
+        let want: Vec<PathBuf> = ["/k/headers", "/k/headers", "/cache/modules/x"].map(PathBuf::from).into();
+        assert_eq!(paths, want);
     }
 
     #[test]

@@ -519,3 +519,33 @@ fn sigterm_during_a_module_build_leaves_no_tool_running_and_the_next_run_builds(
     let (stdout, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(0), "KTAP:\n{stdout}\nstderr:\n{stderr}");
 }
+
+/// The disk fills inside kbuild (its own message only says "No space left on device"): the run
+/// stops naming the device the module build writes to, publishes no module set, and the next
+/// run with room builds it and passes.
+#[test]
+fn a_full_cache_during_a_module_build_names_where_kbuild_writes() {
+    let Some(fs) = Tmpfs::mount("8m") else {
+        eprintln!("SKIP: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let (k, _, _) = shared_entries();
+    let c = fs.path().join("cache");
+    std::fs::create_dir_all(&c).unwrap();
+    seed(&c, &k, None, None, &["kernels", "apt", "toolchains", "rust-core"]);
+    let out = tempfile::tempdir().unwrap();
+    let o = klp(&["conformance", "--case", CASE, "--accel", "tcg", "--jobs", "1"], &c, out.path());
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("No space left on device"), "the tool's own words are kept: {stderr}");
+    let said = format!("no space left on the device holding {}/", c.join("modules").join(&k.release).display());
+    let line = stderr.lines().find(|l| l.contains(&said)).unwrap_or_else(|| panic!("{said}\n{stderr}"));
+    assert!(line.contains(" free)") && line.contains("the run stopped here"), "{line}");
+    assert!(!out.path().join("report.json").exists());
+    let v = cache_verify(&c);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v).0);
+    fs.remount("size=400m");
+    let o = klp(&["conformance", "--case", CASE, "--accel", "tcg", "--jobs", "1"], &c, out.path());
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "KTAP:\n{stdout}\nstderr:\n{stderr}");
+}
