@@ -314,6 +314,17 @@ pub struct LatencyArgs {
     /// Seed of the round order and the bootstrap.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Transitions under load, after the rounds: runs of one enable and one disable each with
+    /// `--load-tasks` kthreads asleep in the patched function (0: skip).
+    #[arg(long, default_value_t = 10)]
+    pub load_runs: usize,
+    /// Kernel threads sleeping in the patched function (klp_bench's holders; also the tasks that
+    /// hold the transition-held states' transition open), 1..=16.
+    #[arg(long, default_value_t = 4)]
+    pub load_tasks: usize,
+    /// How long each holder stays there once the transition started (guest ms).
+    #[arg(long, default_value_t = 2000)]
+    pub load_hold_ms: u32,
     /// Where bench.json goes, and each kernel's guest logs (`logs/<release>/console.log`).
     #[arg(long, value_name = "DIR", default_value = "target/klp-conform/bench")]
     pub out: PathBuf,
@@ -871,6 +882,10 @@ fn bench_compare(run: &Path, c: &CompareArgs) -> Result<usize, String> {
     Ok(cmp.regressions())
 }
 
+fn latency_load(a: &LatencyArgs) -> crate::bench::loaded::LoadSettings {
+    crate::bench::loaded::LoadSettings { runs: a.load_runs, tasks: a.load_tasks, hold_ms: a.load_hold_ms }
+}
+
 fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> {
     use crate::bench::latency::{self, BenchReport, Settings, SettingsOut, State};
     // The baselines are read and their clock checked before any guest boots.
@@ -885,6 +900,7 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
         calls: a.calls,
         seed: a.seed,
         states: State::ALL.to_vec(),
+        load: latency_load(a),
     };
     settings.check()?;
     let specs = a.common.kernel_specs(&a.kernels)?;
@@ -914,10 +930,22 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
         started_at,
         clock: a.clock,
         unit: a.clock.unit().into(),
-        settings: SettingsOut { rounds: a.rounds, batches: a.batches, warmup: a.warmup, calls: a.calls, seed: a.seed },
+        settings: SettingsOut {
+            rounds: a.rounds,
+            batches: a.batches,
+            warmup: a.warmup,
+            calls: a.calls,
+            seed: a.seed,
+            load: Some(latency_load(a)),
+        },
         kernels,
     };
     let path = a.out.join("bench.json");
+    let tsvg = a.out.join("transitions.svg");
+    if report.kernels.iter().any(|k| k.loaded.is_some()) {
+        crate::fsutil::write_atomic(&tsvg, crate::bench::plot::transitions_svg(&report)?.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", tsvg.display()))?;
+    }
     crate::fsutil::write_atomic(&path, latency::render_json(&report).as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     let svg = a.out.join("latency.svg");

@@ -54,7 +54,7 @@ fn patched_costs_more_than_ftrace_only_which_costs_more_than_unpatched() {
         started_at: "2025-01-01T00:00:00Z".into(),
         clock: Clock::Icount,
         unit: Clock::Icount.unit().into(),
-        settings: SettingsOut { rounds: 2, batches: 5, warmup: 1, calls: 200, seed: 7 },
+        settings: SettingsOut { rounds: 2, batches: 5, warmup: 1, calls: 200, seed: 7, load: Some(load) },
         kernels: vec![r],
     };
     validators::assert_bench_valid(&serde_json::from_str(&latency::render_json(&report)).unwrap());
