@@ -325,6 +325,12 @@ pub struct LatencyArgs {
     /// How long each holder stays there once the transition started (guest ms).
     #[arg(long, default_value_t = 2000)]
     pub load_hold_ms: u32,
+    /// Kernel functions to time with the guest's function_graph tracer during the rounds
+    /// (comma-separated; the trace goes to `logs/<release>/trace.txt`). For finding where state
+    /// changes spend their time: the tracer's own ops change the guest, so such a run is not a
+    /// baseline.
+    #[arg(long, value_delimiter = ',', value_name = "FUNC,...")]
+    pub trace_functions: Vec<String>,
     /// Where bench.json goes, and each kernel's guest logs (`logs/<release>/console.log`).
     #[arg(long, value_name = "DIR", default_value = "target/klp-conform/bench")]
     pub out: PathBuf,
@@ -901,6 +907,7 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
         seed: a.seed,
         states: State::ALL.to_vec(),
         load: latency_load(a),
+        trace_functions: a.trace_functions.clone(),
     };
     settings.check()?;
     let specs = a.common.kernel_specs(&a.kernels)?;

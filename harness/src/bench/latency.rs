@@ -155,6 +155,9 @@ pub struct Settings {
     pub states: Vec<State>,
     /// The transitions under load, after the rounds (`runs` 0: none).
     pub load: LoadSettings,
+    /// Kernel functions to time with the guest's function_graph tracer during the rounds
+    /// (`--trace-functions`, for finding where a state change spends its time; empty: off).
+    pub trace_functions: Vec<String>,
 }
 
 impl Settings {
@@ -601,6 +604,34 @@ fn measure(a: &mut AgentClient, s: &Settings, state: State) -> Result<Vec<[u64; 
     Ok(batches.split_off(s.warmup))
 }
 
+/// Turn on the function_graph tracer on `functions` (each one that the kernel cannot trace is
+/// named on stderr and skipped).
+fn trace_on(a: &mut AgentClient, functions: &[String]) -> Result<(), String> {
+    let t = "/sys/kernel/tracing";
+    for f in functions {
+        if let Err(e) = a.write_file(&format!("{t}/set_ftrace_filter"), &format!("{f}\n")).map_err(agent_err)? {
+            eprintln!("bench latency: --trace-functions: {f}: {} (not traceable on this kernel)", e.name);
+        }
+    }
+    a.write_file(&format!("{t}/buffer_size_kb"), "8192\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("{t}/buffer_size_kb: {}", e.name))?;
+    a.write_file(&format!("{t}/current_tracer"), "function_graph\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("{t}/current_tracer: {}", e.name))
+}
+
+/// Stop tracing and write the trace to `logs/trace.txt`.
+fn trace_save(a: &mut AgentClient, logs: &Path) -> Result<(), String> {
+    let t = "/sys/kernel/tracing";
+    a.write_file(&format!("{t}/tracing_on"), "0\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("{t}/tracing_on: {}", e.name))?;
+    let text = a.read_file(&format!("{t}/trace")).map_err(agent_err)?.map_err(|e| format!("{t}/trace: {}", e.name))?;
+    let path = logs.join("trace.txt");
+    crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
 /// What the host and the kernel's config say about the environment (the guest's clocksource
 /// is filled in once it runs).
 pub fn environment(kernel: &Kernel, clock: Clock, vcpus: u32) -> Environment {
@@ -695,6 +726,9 @@ pub fn run_kernel(
                 .map_err(agent_err)?
                 .map_err(|e| format!("setting klp_bench {p}: {}", e.name))?;
         }
+        if !settings.trace_functions.is_empty() {
+            trace_on(a, &settings.trace_functions)?;
+        }
         let mut rng = stats::Rng::new(settings.seed);
         let mut per_state: Vec<Vec<Vec<[u64; 2]>>> = vec![Vec::new(); settings.states.len()];
         for round in 0..settings.rounds {
@@ -714,6 +748,9 @@ pub fn run_kernel(
                 settings.rounds,
                 order.iter().map(|&i| settings.states[i].name()).collect::<Vec<_>>().join(", ")
             ));
+        }
+        if !settings.trace_functions.is_empty() {
+            trace_save(a, logs)?;
         }
         if settings.load.runs > 0 {
             let r = loaded::run(a, &settings.load, &mut cx.holders, &kernel.release, progress)
@@ -846,7 +883,7 @@ pub fn render_table(r: &BenchReport) -> String {
         if r.kernels.iter().all(|k| k.transitions.is_empty()) {
             continue;
         }
-        out.push_str(&format!("{name:<15}"));
+        out.push_str(&format!("{name:<25}"));
         for k in &r.kernels {
             out.push_str(&format!(" | {:<44}", transition_cell(k, kind)));
         }
