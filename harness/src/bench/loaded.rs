@@ -19,7 +19,8 @@
 //! and `'<p>': <dir> complete` (both pr_notice), the holders' release (`klp_bench: holders
 //! released`), whether `signaling remaining tasks` (T6: fake signals, on the 15th retry) was
 //! printed, and — with dynamic debug turned on for `kernel/livepatch/transition.c`, whose
-//! `klp_try_switch_task: <comm>:<pid> is sleeping on function …` lines are pr_debug — how many
+//! `klp_try_switch_task: <comm>:<pid> is sleeping on function …` lines (`klp_check_stack: …` up
+//! to 5.10) are pr_debug — how many
 //! passes over the tasks failed to switch one: the first in the request itself, then one per
 //! retry of the transition work, so the number of retries the work made is that count (its last
 //! retry is the one that completed the transition and logs nothing).
@@ -106,6 +107,12 @@ pub struct LogFacts {
 /// this start a new pass.
 const PASS_GAP_US: u64 = 100_000;
 
+/// The prefixes of livepatch's pr_debug lines for a task a pass could not switch: from 5.11 on
+/// all come from `klp_try_switch_task` (`is running`, `has an unreliable stack`, `is sleeping on
+/// function …`); up to 5.10 the stack ones are written by `klp_check_stack` into a buffer that
+/// `klp_try_switch_task` prints as is.
+const SWITCH_FAILED: [&str; 2] = ["klp_try_switch_task: ", "klp_check_stack: "];
+
 /// Read the kernel log records of one transition of `patch` (the records from just before its
 /// request on).
 pub fn analyse(records: &[KmsgRecord], patch: &str, kind: TransitionKind) -> LogFacts {
@@ -120,7 +127,7 @@ pub fn analyse(records: &[KmsgRecord], patch: &str, kind: TransitionKind) -> Log
     let ms = |end: Option<u64>| start.zip(end).map(|(s, e)| e.saturating_sub(s) as f64 / 1e3);
     let mut passes = 0;
     let mut last: Option<u64> = None;
-    for r in records.iter().filter(after).filter(|r| r.text.contains("klp_try_switch_task:")) {
+    for r in records.iter().filter(after).filter(|r| SWITCH_FAILED.iter().any(|p| r.text.contains(p))) {
         if last.is_none_or(|l| r.ts_us.saturating_sub(l) > PASS_GAP_US) {
             passes += 1;
         }
@@ -296,6 +303,12 @@ mod tests {
         // The unpatching one is not in this log: nothing is made up.
         let d = analyse(&log, HOLD_PATCH, TransitionKind::Disable);
         assert_eq!(d, LogFacts::default());
+        // 5.10 names klp_check_stack, which wrote the line.
+        let old: Vec<KmsgRecord> = log
+            .iter()
+            .map(|r| KmsgRecord { text: r.text.replace("klp_try_switch_task", "klp_check_stack"), ..r.clone() })
+            .collect();
+        assert_eq!(analyse(&old, HOLD_PATCH, TransitionKind::Enable).failed_passes, 3);
         let mut sig = log.clone();
         sig.insert(8, rec(12, 2_600_000, "livepatch: signaling remaining tasks"));
         assert!(analyse(&sig, HOLD_PATCH, TransitionKind::Enable).fake_signals);
