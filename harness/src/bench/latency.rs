@@ -608,10 +608,16 @@ fn measure(a: &mut AgentClient, s: &Settings, state: State) -> Result<Vec<[u64; 
 /// named on stderr and skipped).
 fn trace_on(a: &mut AgentClient, functions: &[String]) -> Result<(), String> {
     let t = "/sys/kernel/tracing";
+    let mut traced = 0;
     for f in functions {
-        if let Err(e) = a.write_file(&format!("{t}/set_ftrace_filter"), &format!("{f}\n")).map_err(agent_err)? {
-            eprintln!("bench latency: --trace-functions: {f}: {} (not traceable on this kernel)", e.name);
+        match a.write_file(&format!("{t}/set_ftrace_filter"), &format!("{f}\n")).map_err(agent_err)? {
+            Ok(()) => traced += 1,
+            Err(e) => eprintln!("bench latency: --trace-functions: {f}: {} (not traceable on this kernel)", e.name),
         }
+    }
+    if traced == 0 {
+        // An empty filter would trace every function of the kernel.
+        return Err("none of the --trace-functions can be traced on this kernel".into());
     }
     a.write_file(&format!("{t}/buffer_size_kb"), "8192\n")
         .map_err(agent_err)?
