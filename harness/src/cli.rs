@@ -948,18 +948,21 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
         kernels,
     };
     let path = a.out.join("bench.json");
-    let tsvg = a.out.join("transitions.svg");
-    if report.kernels.iter().any(|k| k.loaded.is_some()) {
-        crate::fsutil::write_atomic(&tsvg, crate::bench::plot::transitions_svg(&report)?.as_bytes())
-            .map_err(|e| format!("writing {}: {e}", tsvg.display()))?;
-    }
     crate::fsutil::write_atomic(&path, latency::render_json(&report).as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
     let svg = a.out.join("latency.svg");
     crate::fsutil::write_atomic(&svg, crate::bench::plot::latency_svg(&report)?.as_bytes())
         .map_err(|e| format!("writing {}: {e}", svg.display()))?;
+    let tsvg = a.out.join("transitions.svg");
+    if report.kernels.iter().any(|k| k.loaded.is_some()) {
+        crate::fsutil::write_atomic(&tsvg, crate::bench::plot::transitions_svg(&report)?.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", tsvg.display()))?;
+    } else if tsvg.exists() {
+        // A plot of an earlier run's loaded transitions must not pass for this run's.
+        std::fs::remove_file(&tsvg).map_err(|e| format!("removing the stale {}: {e}", tsvg.display()))?;
+    }
     print!("{}", latency::render_table(&report));
-    progress.note(format!("bench latency: wrote {} and {}", path.display(), svg.display()));
+    progress.note(format!("bench latency: wrote {}, {} and {}", path.display(), svg.display(), tsvg.display()));
     if baselines.is_empty() {
         return Ok(0);
     }
