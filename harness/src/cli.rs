@@ -962,7 +962,9 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
         std::fs::remove_file(&tsvg).map_err(|e| format!("removing the stale {}: {e}", tsvg.display()))?;
     }
     print!("{}", latency::render_table(&report));
-    progress.note(format!("bench latency: wrote {}, {} and {}", path.display(), svg.display(), tsvg.display()));
+    let plots =
+        if tsvg.exists() { format!("{} and {}", svg.display(), tsvg.display()) } else { svg.display().to_string() };
+    progress.note(format!("bench latency: wrote {} and {plots}", path.display()));
     if baselines.is_empty() {
         return Ok(0);
     }
