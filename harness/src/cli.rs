@@ -314,6 +314,23 @@ pub struct LatencyArgs {
     /// Seed of the round order and the bootstrap.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Transitions under load, after the rounds: runs of one enable and one disable each with
+    /// `--load-tasks` kthreads asleep in the patched function (0: skip).
+    #[arg(long, default_value_t = 10)]
+    pub load_runs: usize,
+    /// Kernel threads sleeping in the patched function (klp_bench's holders; also the tasks that
+    /// hold the transition-held states' transition open), 1..=16.
+    #[arg(long, default_value_t = 4)]
+    pub load_tasks: usize,
+    /// How long each holder stays there once the transition started (guest ms).
+    #[arg(long, default_value_t = 2000)]
+    pub load_hold_ms: u32,
+    /// Kernel functions to time with the guest's function_graph tracer during the rounds
+    /// (comma-separated; the trace goes to `logs/<release>/trace.txt`). For finding where state
+    /// changes spend their time: the tracer's own ops change the guest, so such a run is not a
+    /// baseline.
+    #[arg(long, value_delimiter = ',', value_name = "FUNC,...")]
+    pub trace_functions: Vec<String>,
     /// Where bench.json goes, and each kernel's guest logs (`logs/<release>/console.log`).
     #[arg(long, value_name = "DIR", default_value = "target/klp-conform/bench")]
     pub out: PathBuf,
@@ -873,6 +890,10 @@ fn bench_compare(run: &Path, c: &CompareArgs) -> Result<usize, String> {
     Ok(cmp.regressions())
 }
 
+fn latency_load(a: &LatencyArgs) -> crate::bench::loaded::LoadSettings {
+    crate::bench::loaded::LoadSettings { runs: a.load_runs, tasks: a.load_tasks, hold_ms: a.load_hold_ms }
+}
+
 fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> {
     use crate::bench::latency::{self, BenchReport, Settings, SettingsOut, State};
     // The baselines are read and their clock checked before any guest boots.
@@ -887,6 +908,8 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
         calls: a.calls,
         seed: a.seed,
         states: State::ALL.to_vec(),
+        load: latency_load(a),
+        trace_functions: a.trace_functions.clone(),
     };
     settings.check()?;
     let specs = a.common.kernel_specs(&a.kernels)?;
@@ -916,7 +939,14 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
         started_at,
         clock: a.clock,
         unit: a.clock.unit().into(),
-        settings: SettingsOut { rounds: a.rounds, batches: a.batches, warmup: a.warmup, calls: a.calls, seed: a.seed },
+        settings: SettingsOut {
+            rounds: a.rounds,
+            batches: a.batches,
+            warmup: a.warmup,
+            calls: a.calls,
+            seed: a.seed,
+            load: Some(latency_load(a)),
+        },
         kernels,
     };
     let path = a.out.join("bench.json");
@@ -925,8 +955,18 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
     let svg = a.out.join("latency.svg");
     crate::fsutil::write_atomic(&svg, crate::bench::plot::latency_svg(&report)?.as_bytes())
         .map_err(|e| format!("writing {}: {e}", svg.display()))?;
+    let tsvg = a.out.join("transitions.svg");
+    if report.kernels.iter().any(|k| k.loaded.is_some()) {
+        crate::fsutil::write_atomic(&tsvg, crate::bench::plot::transitions_svg(&report)?.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", tsvg.display()))?;
+    } else if tsvg.exists() {
+        // A plot of an earlier run's loaded transitions must not pass for this run's.
+        std::fs::remove_file(&tsvg).map_err(|e| format!("removing the stale {}: {e}", tsvg.display()))?;
+    }
     print!("{}", latency::render_table(&report));
-    progress.note(format!("bench latency: wrote {} and {}", path.display(), svg.display()));
+    let plots =
+        if tsvg.exists() { format!("{} and {}", svg.display(), tsvg.display()) } else { svg.display().to_string() };
+    progress.note(format!("bench latency: wrote {} and {plots}", path.display()));
     if baselines.is_empty() {
         return Ok(0);
     }

@@ -58,3 +58,24 @@ fn the_schema_refuses_what_the_model_cannot_write() {
     time["started_at"] = "yesterday".into();
     assert!(!v.is_valid(&time), "formats are checked");
 }
+
+#[test]
+fn the_loaded_transitions_are_checked_too() {
+    let v = bench_validator();
+    let Some((path, good)) = baselines().into_iter().find(|(_, b)| b["kernels"][0].get("loaded").is_some()) else {
+        panic!("no committed baseline has loaded transitions");
+    };
+    assert!(v.is_valid(&good), "{path}");
+    let mut kind = good.clone();
+    kind["kernels"][0]["loaded"]["runs"][0]["kind"] = "sideways".into();
+    assert!(!v.is_valid(&kind), "a loaded transition is an enable or a disable");
+    let mut retries = good.clone();
+    retries["kernels"][0]["loaded"]["runs"][0]["retries"] = (-1).into();
+    assert!(!v.is_valid(&retries));
+    let mut missing = good.clone();
+    missing["kernels"][0]["loaded"]["runs"][0].as_object_mut().unwrap().remove("fake_signals");
+    assert!(!v.is_valid(&missing), "every run says whether fake signals were sent");
+    let mut tasks = good;
+    tasks["settings"]["load"]["tasks"] = 17.into();
+    assert!(!v.is_valid(&tasks), "klp_bench starts at most 16 holders");
+}

@@ -120,6 +120,7 @@ const VARIANTS: &[(&str, bool)] = &[
     ("klp_bench_ftrace", false),
     ("klp_bench_patch", true),
     ("klp_bench_patch2", true),
+    ("klp_bench_patch_hold", true),
     ("klp_ref_ambiguous", true),
     ("klp_ref_badpos", true),
     ("klp_ref_busy", false),
@@ -146,7 +147,7 @@ const VARIANTS: &[(&str, bool)] = &[
 
 /// Module parameters each variant must declare (`parmtype=<name>:<type>`).
 const PARAMS: &[(&str, &[&str])] = &[
-    ("klp_bench", &["batches:int", "calls:int"]),
+    ("klp_bench", &["batches:int", "calls:int", "holders:int", "hold:int", "hold_ms:int", "holding:int"]),
     ("klp_ref_busy", &["block:bool", "kthread:bool", "sleep_mode:string"]),
     ("klp_ref_busy_patch", &["block:bool"]),
     ("klp_ref_callbacks", &["pre_patch_ret:int"]),
@@ -195,7 +196,12 @@ fn every_variant_has_the_right_modinfo() {
     // The functions livepatches patch in the Rust target modules are traceable, and have ORC.
     assert!(set.warnings.is_empty(), "objtool/modpost/gcc warnings: {:#?}", set.warnings);
     assert!(!set.codegen.asm.ibt, "Debian's 6.1 has no IBT");
-    for (module, func) in [("klp_ref_target", "klp_ref_target_show"), ("klp_ref_busy", "klp_ref_busy_func")] {
+    for (module, func) in [
+        ("klp_ref_target", "klp_ref_target_show"),
+        ("klp_ref_busy", "klp_ref_busy_func"),
+        ("klp_bench", "klp_bench_func"),
+        ("klp_bench", "klp_bench_hold_func"),
+    ] {
         let data = std::fs::read(&set.modules[module]).unwrap();
         let ko = object::File::parse(&*data).unwrap();
         check_traceable(&ko, module, func, &set.codegen.asm);
@@ -268,7 +274,12 @@ fn modules_for_an_ibt_kernel_follow_its_code_generation() {
     }
     assert!(set.warnings.is_empty(), "objtool/modpost/gcc warnings: {:#?}", set.warnings);
 
-    for (module, func) in [("klp_ref_target", "klp_ref_target_show"), ("klp_ref_busy", "klp_ref_busy_func")] {
+    for (module, func) in [
+        ("klp_ref_target", "klp_ref_target_show"),
+        ("klp_ref_busy", "klp_ref_busy_func"),
+        ("klp_bench", "klp_bench_func"),
+        ("klp_bench", "klp_bench_hold_func"),
+    ] {
         let data = std::fs::read(&set.modules[module]).unwrap();
         let ko = object::File::parse(&*data).unwrap();
         check_traceable(&ko, module, func, asm);

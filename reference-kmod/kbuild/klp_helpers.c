@@ -10,6 +10,8 @@
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/printk.h>
+#include <linux/sched.h>
+#include <linux/timekeeping.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include "klp_helpers.h"
@@ -117,4 +119,23 @@ void klp_helper_ftrace_user_unregister(void)
 unsigned long klp_helper_ftrace_user_hits(void)
 {
 	return READ_ONCE(klp_helper_ftrace_hits);
+}
+
+int klp_helper_current_pid(void)
+{
+	return task_pid_nr(current);
+}
+
+int klp_helper_current_patch_state(void)
+{
+#ifdef CONFIG_LIVEPATCH
+	return READ_ONCE(current->patch_state);
+#else
+	return -1;
+#endif
+}
+
+unsigned long long klp_helper_ktime_ns(void)
+{
+	return ktime_get_ns();
 }

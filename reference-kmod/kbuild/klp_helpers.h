@@ -41,5 +41,10 @@ void klp_helper_irq_restore(unsigned long flags);
 int klp_helper_ftrace_user_register(const char *name);
 void klp_helper_ftrace_user_unregister(void);
 unsigned long klp_helper_ftrace_user_hits(void);
+/* task_pid_nr(current) and current->patch_state (-1 outside a transition, 0 unpatched, 1 patched). */
+int klp_helper_current_pid(void);
+int klp_helper_current_patch_state(void);
+/* ktime_get_ns(): CLOCK_MONOTONIC nanoseconds. */
+unsigned long long klp_helper_ktime_ns(void);
 
 #endif

@@ -809,6 +809,24 @@ impl FtraceUser {
     }
 }
 
+/// `task_pid_nr(current)`: the calling task's pid (its thread id).
+pub fn current_pid() -> c_int {
+    // SAFETY: reads the current task's pid; callable from any context.
+    unsafe { b::klp_helper_current_pid() }
+}
+
+/// `current->patch_state`: -1 outside a livepatch transition, 0 unpatched, 1 patched.
+pub fn current_patch_state() -> c_int {
+    // SAFETY: a READ_ONCE of the current task's own field.
+    unsafe { b::klp_helper_current_patch_state() }
+}
+
+/// `ktime_get_ns()`: CLOCK_MONOTONIC in nanoseconds (guest time: virtual under icount).
+pub fn ktime_ns() -> u64 {
+    // SAFETY: reads the clock; callable from process context.
+    unsafe { b::klp_helper_ktime_ns() }
+}
+
 // ---------------------------------------------------------------------------------------------
 // printk
 
@@ -871,7 +889,9 @@ pub struct IntParam(UnsafeCell<c_int>);
 // valid value (`param_set_bool` stores 0 or 1); Rust only reads it, with a volatile load, like
 // C's READ_ONCE.
 unsafe impl Sync for BoolParam {}
-// SAFETY: as `BoolParam`: one store of any `int` (`param_set_int`), volatile loads only.
+// SAFETY: the kernel stores any `int` in one store (`param_set_int`, under `kernel_param_lock`);
+// Rust reads it with a volatile load (READ_ONCE) and writes a read-only status parameter
+// (`IntParam::set`) with one volatile store of a whole `c_int` (WRITE_ONCE).
 unsafe impl Sync for IntParam {}
 
 impl BoolParam {
@@ -891,6 +911,11 @@ impl IntParam {
     pub fn get(&self) -> c_int {
         // SAFETY: see `Sync` above.
         unsafe { core::ptr::read_volatile(self.0.get()) }
+    }
+    /// Store a value (for a status parameter the module publishes, mode 0444).
+    pub fn set(&self, v: c_int) {
+        // SAFETY: see `Sync` above: one aligned store of a whole int.
+        unsafe { core::ptr::write_volatile(self.0.get(), v) }
     }
 }
 

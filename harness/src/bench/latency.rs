@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use klp_protocol::Condition;
 
+use super::loaded::{self, LoadSettings, LoadedResult};
 use super::stats::{self, PairedEffect};
 use crate::agent_client::AgentClient;
 use crate::image::{self, GuestRecipe};
@@ -33,8 +34,14 @@ use crate::vm::{Accel, Vm, VmConfig};
 pub const SCHEMA: &str = "klp-conform.bench.v1";
 
 /// The modules the benchmark loads (all built with the reference modules).
-pub const MODULES: [&str; 5] =
-    ["klp_bench", "klp_bench_ftrace", "klp_bench_patch", "klp_bench_patch2", "klp_ref_replace_empty"];
+pub const MODULES: [&str; 6] = [
+    "klp_bench",
+    "klp_bench_ftrace",
+    "klp_bench_patch",
+    "klp_bench_patch2",
+    "klp_bench_patch_hold",
+    "klp_ref_replace_empty",
+];
 
 /// What the guest's TSC counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -85,10 +92,18 @@ pub enum State {
     ReplaceNop,
     /// The livepatch enabled then disabled (its module still loaded).
     AfterDisable,
+    /// `klp_bench_patch_hold`'s patching transition held open by klp_bench's holder kthreads
+    /// (asleep in its other function), measured from holder 0: a task the transition cannot
+    /// switch (patch_state 0), for which `klp_ftrace_handler` takes the transition branch and
+    /// falls back to the original function.
+    TransitionUnpatchedTask,
+    /// The same held transition, measured from the agent's reading task, already switched
+    /// (patch_state 1): the transition branch, then the new function.
+    TransitionPatchedTask,
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 9] = [
         Self::Unpatched,
         Self::FtraceOnly,
         Self::Patched,
@@ -96,6 +111,8 @@ impl State {
         Self::Stacked,
         Self::ReplaceNop,
         Self::AfterDisable,
+        Self::TransitionUnpatchedTask,
+        Self::TransitionPatchedTask,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +124,17 @@ impl State {
             Self::Stacked => "stacked",
             Self::ReplaceNop => "replace-nop",
             Self::AfterDisable => "after-disable",
+            Self::TransitionUnpatchedTask => "transition-unpatched-task",
+            Self::TransitionPatchedTask => "transition-patched-task",
+        }
+    }
+
+    /// For the transition-held states, the measuring task's `patch_state` during the batches.
+    pub fn held_patch_state(self) -> Option<i32> {
+        match self {
+            Self::TransitionUnpatchedTask => Some(0),
+            Self::TransitionPatchedTask => Some(1),
+            _ => None,
         }
     }
 }
@@ -125,6 +153,11 @@ pub struct Settings {
     /// Seed of the round order and the bootstrap.
     pub seed: u64,
     pub states: Vec<State>,
+    /// The transitions under load, after the rounds (`runs` 0: none).
+    pub load: LoadSettings,
+    /// Kernel functions to time with the guest's function_graph tracer during the rounds
+    /// (`--trace-functions`, for finding where a state change spends its time; empty: off).
+    pub trace_functions: Vec<String>,
 }
 
 impl Settings {
@@ -138,7 +171,7 @@ impl Settings {
         if self.states.first() != Some(&State::Unpatched) {
             return Err("the unpatched state is the baseline and comes first".into());
         }
-        Ok(())
+        self.load.check()
     }
 }
 
@@ -163,6 +196,9 @@ pub struct SettingsOut {
     pub warmup: usize,
     pub calls: usize,
     pub seed: u64,
+    /// The transitions under load (absent from the first baselines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadSettings>,
 }
 
 /// One kernel's run, with what its numbers depend on.
@@ -181,6 +217,9 @@ pub struct KernelResult {
     /// the first baselines, which still load as `--baseline`).
     #[serde(default)]
     pub transitions: Vec<Transition>,
+    /// The transitions under load (absent from the first baselines, and with `--load-runs 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<LoadedResult>,
 }
 
 /// One transition: from the request (the module's load for an enable, the write of 0 to
@@ -248,27 +287,42 @@ pub struct StateResult {
     pub batches: Vec<Vec<[u64; 2]>>,
 }
 
-/// One read of /proc/klp_bench: the batches' `(function ticks, twin ticks)` and the calls per
-/// batch the module used.
-pub fn parse_batches(text: &str) -> Result<(usize, Vec<[u64; 2]>), String> {
+/// One read of /proc/klp_bench (or /proc/klp_bench_held).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRead {
+    /// Calls per batch the module used.
+    pub calls: usize,
+    /// The measuring task and its `patch_state` (the same before and after the batches, or
+    /// the read is refused), when the module says (it always does since the held states).
+    pub task: Option<(i32, i32)>,
+    /// `(function ticks, twin ticks)` per batch.
+    pub batches: Vec<[u64; 2]>,
+}
+
+/// Parse one read of /proc/klp_bench; a `klp_bench: …` line after the header (wrong result,
+/// patch_state changed) is the module refusing its own batches.
+pub fn parse_batches(text: &str) -> Result<BenchRead, String> {
     let mut lines = text.lines();
     let head = lines.next().ok_or("empty /proc/klp_bench")?;
     let words: Vec<&str> = head.split_whitespace().collect();
-    let calls = match words.as_slice() {
-        ["klp_bench:", "clock", "tsc", "calls", c, "batches", _] => {
-            c.parse::<usize>().map_err(|_| format!("bad header `{head}`"))?
-        }
-        _ => return Err(format!("bad header `{head}`")),
+    let bad = || format!("bad header `{head}`");
+    let (calls, task) = match words.as_slice() {
+        ["klp_bench:", "clock", "tsc", "calls", c, "batches", _] => (c.parse::<usize>().map_err(|_| bad())?, None),
+        ["klp_bench:", "clock", "tsc", "calls", c, "batches", _, "pid", p, "patch_state", s] => (
+            c.parse::<usize>().map_err(|_| bad())?,
+            Some((p.parse::<i32>().map_err(|_| bad())?, s.parse::<i32>().map_err(|_| bad())?)),
+        ),
+        _ => return Err(bad()),
     };
-    let mut out = Vec::new();
+    let mut batches = Vec::new();
     for l in lines {
         let mut w = l.split_whitespace().map(str::parse::<u64>);
         match (w.next(), w.next(), w.next()) {
-            (Some(Ok(f)), Some(Ok(t)), None) => out.push([f, t]),
-            _ => return Err(format!("bad batch line `{l}` (the module says: {l})")),
+            (Some(Ok(f)), Some(Ok(t)), None) => batches.push([f, t]),
+            _ => return Err(format!("bad batch line `{l}`")),
         }
     }
-    Ok((calls, out))
+    Ok(BenchRead { calls, task, batches })
 }
 
 /// Per-call cost of one batch: (function − twin) / calls.
@@ -307,17 +361,17 @@ pub fn summarize(
 // ---------------------------------------------------------------------------------------------
 // The guest side
 
-fn agent_err(e: impl std::fmt::Display) -> String {
+pub(crate) fn agent_err(e: impl std::fmt::Display) -> String {
     format!("agent: {e}")
 }
 
-fn load(a: &mut AgentClient, name: &str) -> Result<(), String> {
+pub(crate) fn load(a: &mut AgentClient, name: &str) -> Result<(), String> {
     a.load_module(&image::guest_module_path(name), "")
         .map_err(agent_err)?
         .map_err(|e| format!("loading {name}: {} ({})", e.name, e.message))
 }
 
-fn wait(a: &mut AgentClient, c: Condition, what: &str) -> Result<Duration, String> {
+pub(crate) fn wait(a: &mut AgentClient, c: Condition, what: &str) -> Result<Duration, String> {
     let w = a.wait_for_with(c, Duration::from_secs(60), Duration::from_millis(1)).map_err(agent_err)?;
     if w.met {
         Ok(w.elapsed)
@@ -334,9 +388,13 @@ fn record(log: &mut Log, patch: &str, kind: TransitionKind, guest: Duration, sin
     log.push(Transition { patch: patch.into(), kind, guest_ms: guest.as_secs_f64() * 1e3, host_ms });
 }
 
-fn lp(name: &str) -> String {
+pub(crate) fn lp(name: &str) -> String {
     format!("/sys/kernel/livepatch/{name}")
 }
+
+/// The livepatch whose transition klp_bench's holders hold open (transition-held states, and
+/// the transitions under load).
+pub(crate) const HOLD_PATCH: &str = "klp_bench_patch_hold";
 
 /// Load a livepatch and wait until its transition completed.
 fn enable(a: &mut AgentClient, name: &str, log: &mut Log) -> Result<(), String> {
@@ -351,17 +409,21 @@ fn enable(a: &mut AgentClient, name: &str, log: &mut Log) -> Result<(), String> 
 /// Disable a livepatch and wait until it is gone from sysfs (its module stays loaded).
 fn disable(a: &mut AgentClient, name: &str, log: &mut Log) -> Result<(), String> {
     let since = Instant::now();
-    a.write_file(&format!("{}/enabled", lp(name)), "0\n")
-        .map_err(agent_err)?
-        .map_err(|e| format!("disabling {name}: {}", e.name))?;
+    write_disable(a, name)?;
     let d = wait(a, Condition::Absent { path: lp(name) }, &format!("{name}'s unpatching"))?;
     record(log, name, TransitionKind::Disable, d, since);
     Ok(())
 }
 
+pub(crate) fn write_disable(a: &mut AgentClient, name: &str) -> Result<(), String> {
+    a.write_file(&format!("{}/enabled", lp(name)), "0\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("disabling {name}: {}", e.name))
+}
+
 /// Unload, retrying while the module is still referenced (a disabled patch's module is
 /// released by the livepatch core's work, shortly after its sysfs directory went).
-fn unload(a: &mut AgentClient, name: &str) -> Result<(), String> {
+pub(crate) fn unload(a: &mut AgentClient, name: &str) -> Result<(), String> {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         match a.unload_module(name).map_err(agent_err)? {
@@ -374,8 +436,66 @@ fn unload(a: &mut AgentClient, name: &str) -> Result<(), String> {
     }
 }
 
+pub(crate) fn set_param(a: &mut AgentClient, param: &str, value: impl std::fmt::Display) -> Result<(), String> {
+    a.write_file(&format!("/sys/module/klp_bench/parameters/{param}"), &format!("{value}\n"))
+        .map_err(agent_err)?
+        .map_err(|e| format!("setting klp_bench {param}={value}: {}", e.name))
+}
+
+/// klp_bench's holder kthreads, driven through its `hold` parameter.
+pub(crate) struct Holders {
+    /// How many klp_bench started (`holders=` at load).
+    pub count: usize,
+    /// The last `hold` generation written (each new one sends every holder in once).
+    generation: u32,
+}
+
+impl Holders {
+    pub(crate) fn new(count: usize) -> Self {
+        Self { count, generation: 0 }
+    }
+
+    /// Send every holder into klp_bench_hold_func (released by [`Holders::release`], or by the
+    /// module after `hold_ms` if that is set) and wait until all of them are in.
+    pub(crate) fn hold(&mut self, a: &mut AgentClient) -> Result<(), String> {
+        self.generation += 1;
+        set_param(a, "hold", self.generation)?;
+        let c = Condition::FileEquals {
+            path: "/sys/module/klp_bench/parameters/holding".into(),
+            value: self.count.to_string(),
+        };
+        wait(a, c, &format!("all {} holders inside klp_bench_hold_func", self.count)).map(|_| ())
+    }
+
+    /// Let every holder out (they do not go back in until the next [`Holders::hold`]) and wait
+    /// until none is inside.
+    pub(crate) fn release(&mut self, a: &mut AgentClient) -> Result<(), String> {
+        set_param(a, "hold", 0)?;
+        let c = Condition::FileEquals { path: "/sys/module/klp_bench/parameters/holding".into(), value: "0".into() };
+        wait(a, c, "the holders leaving klp_bench_hold_func").map(|_| ())
+    }
+}
+
+/// What the state changes carry along: the idle transitions seen, and the holders.
+struct Ctx {
+    log: Log,
+    holders: Holders,
+}
+
+fn transition_is(a: &mut AgentClient, patch: &str, want: &str, when: &str) -> Result<(), String> {
+    let t = a
+        .read_file(&format!("{}/transition", lp(patch)))
+        .map_err(agent_err)?
+        .map_err(|e| format!("{patch}/transition: {}", e.name))?;
+    if t.trim() != want {
+        return Err(format!("{patch}/transition reads {} {when}, not {want}", t.trim()));
+    }
+    Ok(())
+}
+
 /// From the bare target to `state`.
-fn enter(a: &mut AgentClient, state: State, log: &mut Log) -> Result<(), String> {
+fn enter(a: &mut AgentClient, state: State, cx: &mut Ctx) -> Result<(), String> {
+    let log = &mut cx.log;
     match state {
         State::Unpatched => Ok(()),
         State::FtraceOnly => load(a, "klp_bench_ftrace"),
@@ -398,11 +518,19 @@ fn enter(a: &mut AgentClient, state: State, log: &mut Log) -> Result<(), String>
             enable(a, "klp_bench_patch", log)?;
             disable(a, "klp_bench_patch", log)
         }
+        State::TransitionUnpatchedTask | State::TransitionPatchedTask => {
+            // The holders sleep in the original klp_bench_hold_func: the patching transition
+            // of a patch of it cannot complete while they are there.
+            cx.holders.hold(a)?;
+            load(a, HOLD_PATCH)?;
+            transition_is(a, HOLD_PATCH, "1", "with the holders asleep in klp_bench_hold_func")
+        }
     }
 }
 
 /// From `state` back to the bare target.
-fn leave(a: &mut AgentClient, state: State, log: &mut Log) -> Result<(), String> {
+fn leave(a: &mut AgentClient, state: State, cx: &mut Ctx) -> Result<(), String> {
+    let log = &mut cx.log;
     match state {
         State::Unpatched => Ok(()),
         State::FtraceOnly => unload(a, "klp_bench_ftrace"),
@@ -427,23 +555,87 @@ fn leave(a: &mut AgentClient, state: State, log: &mut Log) -> Result<(), String>
             unload(a, "klp_bench_patch")
         }
         State::AfterDisable => unload(a, "klp_bench_patch"),
+        State::TransitionUnpatchedTask | State::TransitionPatchedTask => {
+            // Released, the holders leave the function; the next retry of the transition work
+            // (every second) switches them and completes it. Not an idle transition: not logged.
+            cx.holders.release(a)?;
+            let c = Condition::FileEquals { path: format!("{}/transition", lp(HOLD_PATCH)), value: "0".into() };
+            wait(a, c, &format!("{HOLD_PATCH}'s patching transition once the holders were released"))?;
+            write_disable(a, HOLD_PATCH)?;
+            wait(a, Condition::Absent { path: lp(HOLD_PATCH) }, &format!("{HOLD_PATCH}'s unpatching"))?;
+            unload(a, HOLD_PATCH)
+        }
     }
 }
 
-/// Read one set of batches and drop the warm-up.
-fn measure(a: &mut AgentClient, s: &Settings) -> Result<Vec<[u64; 2]>, String> {
-    let text =
-        a.read_file("/proc/klp_bench").map_err(agent_err)?.map_err(|e| format!("/proc/klp_bench: {}", e.name))?;
-    let (calls, mut batches) = parse_batches(&text)?;
+/// Read one set of batches and drop the warm-up. For a transition-held state, from the task
+/// the state names, checked: its patch_state as the module saw it during the batches and as
+/// /proc/<pid>/patch_state shows it, and the patch still in transition afterwards.
+fn measure(a: &mut AgentClient, s: &Settings, state: State) -> Result<Vec<[u64; 2]>, String> {
+    let path = match state {
+        State::TransitionUnpatchedTask => "/proc/klp_bench_held",
+        _ => "/proc/klp_bench",
+    };
+    let text = a.read_file(path).map_err(agent_err)?.map_err(|e| format!("{path}: {}", e.name))?;
+    let BenchRead { calls, task, mut batches } = parse_batches(&text)?;
     if calls != s.calls || batches.len() != s.batches + s.warmup {
         return Err(format!(
-            "/proc/klp_bench ran {} batches of {calls} calls, not {} of {}",
+            "{path} ran {} batches of {calls} calls, not {} of {}",
             batches.len(),
             s.batches + s.warmup,
             s.calls
         ));
     }
+    if let Some(want) = state.held_patch_state() {
+        let (pid, ps) = task.ok_or_else(|| format!("{path} does not say which task measured"))?;
+        if ps != want {
+            return Err(format!("{path}: the measuring task {pid} had patch_state {ps}, not {want}"));
+        }
+        let tasks = a.tasks().map_err(agent_err)?;
+        let t = tasks.iter().find(|t| t.tid == pid).ok_or_else(|| format!("task {pid} is not in /proc"))?;
+        if t.patch_state != Some(want) {
+            return Err(format!(
+                "/proc/{pid}/patch_state ({}) reads {:?} after the batches, not {want}",
+                t.comm, t.patch_state
+            ));
+        }
+        transition_is(a, HOLD_PATCH, "1", "after the batches")?;
+    }
     Ok(batches.split_off(s.warmup))
+}
+
+/// Turn on the function_graph tracer on `functions` (each one that the kernel cannot trace is
+/// named on stderr and skipped).
+fn trace_on(a: &mut AgentClient, functions: &[String]) -> Result<(), String> {
+    let t = "/sys/kernel/tracing";
+    let mut traced = 0;
+    for f in functions {
+        match a.write_file(&format!("{t}/set_ftrace_filter"), &format!("{f}\n")).map_err(agent_err)? {
+            Ok(()) => traced += 1,
+            Err(e) => eprintln!("bench latency: --trace-functions: {f}: {} (not traceable on this kernel)", e.name),
+        }
+    }
+    if traced == 0 {
+        // An empty filter would trace every function of the kernel.
+        return Err("none of the --trace-functions can be traced on this kernel".into());
+    }
+    a.write_file(&format!("{t}/buffer_size_kb"), "8192\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("{t}/buffer_size_kb: {}", e.name))?;
+    a.write_file(&format!("{t}/current_tracer"), "function_graph\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("{t}/current_tracer: {}", e.name))
+}
+
+/// Stop tracing and write the trace to `logs/trace.txt`.
+fn trace_save(a: &mut AgentClient, logs: &Path) -> Result<(), String> {
+    let t = "/sys/kernel/tracing";
+    a.write_file(&format!("{t}/tracing_on"), "0\n")
+        .map_err(agent_err)?
+        .map_err(|e| format!("{t}/tracing_on: {}", e.name))?;
+    let text = a.read_file(&format!("{t}/trace")).map_err(agent_err)?.map_err(|e| format!("{t}/trace: {}", e.name))?;
+    let path = logs.join("trace.txt");
+    crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 /// What the host and the kernel's config say about the environment (the guest's clocksource
@@ -522,7 +714,8 @@ pub fn run_kernel(
     let mut vm = Vm::boot(&cfg).map_err(|e| format!("{}: {}", kernel.release, crate::runner::chain_error(&e)))?;
     let boot_s = vm.boot_time().as_secs_f64();
     progress.note(format!("bench latency: {} booted in {boot_s:.1} s ({} clock)", kernel.release, settings.clock));
-    let mut log = Log::new();
+    let mut cx = Ctx { log: Log::new(), holders: Holders::new(settings.load.tasks) };
+    let mut loaded_result = None;
     let result = (|| -> Result<Vec<Vec<Vec<[u64; 2]>>>, String> {
         let a = vm.agent();
         a.set_timeout(Duration::from_secs(120));
@@ -531,11 +724,16 @@ pub fn run_kernel(
             .map_err(agent_err)?
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|e| format!("unreadable ({})", e.name));
-        load(a, "klp_bench")?;
+        a.load_module(&image::guest_module_path("klp_bench"), &format!("holders={}", cx.holders.count))
+            .map_err(agent_err)?
+            .map_err(|e| format!("loading klp_bench: {} ({})", e.name, e.message))?;
         for (p, v) in [("calls", settings.calls), ("batches", settings.batches + settings.warmup)] {
             a.write_file(&format!("/sys/module/klp_bench/parameters/{p}"), &format!("{v}\n"))
                 .map_err(agent_err)?
                 .map_err(|e| format!("setting klp_bench {p}: {}", e.name))?;
+        }
+        if !settings.trace_functions.is_empty() {
+            trace_on(a, &settings.trace_functions)?;
         }
         let mut rng = stats::Rng::new(settings.seed);
         let mut per_state: Vec<Vec<Vec<[u64; 2]>>> = vec![Vec::new(); settings.states.len()];
@@ -544,9 +742,9 @@ pub fn run_kernel(
             rng.shuffle(&mut order);
             for &i in &order {
                 let st = settings.states[i];
-                enter(a, st, &mut log).map_err(|e| format!("entering {}: {e}", st.name()))?;
-                let b = measure(a, settings)?;
-                leave(a, st, &mut log).map_err(|e| format!("leaving {}: {e}", st.name()))?;
+                enter(a, st, &mut cx).map_err(|e| format!("entering {}: {e}", st.name()))?;
+                let b = measure(a, settings, st).map_err(|e| format!("measuring {}: {e}", st.name()))?;
+                leave(a, st, &mut cx).map_err(|e| format!("leaving {}: {e}", st.name()))?;
                 per_state[i].push(b);
             }
             progress.note(format!(
@@ -556,6 +754,18 @@ pub fn run_kernel(
                 settings.rounds,
                 order.iter().map(|&i| settings.states[i].name()).collect::<Vec<_>>().join(", ")
             ));
+        }
+        if !settings.trace_functions.is_empty() {
+            trace_save(a, logs)?;
+        }
+        if settings.load.runs > 0 {
+            let r = loaded::run(a, &settings.load, &mut cx.holders, &kernel.release, progress)
+                .map_err(|e| format!("transitions under load: {e}"))?;
+            progress.note(format!(
+                "bench latency: {} {} loaded runs of {} holders took {:.1} s",
+                kernel.release, settings.load.runs, settings.load.tasks, r.wall_s
+            ));
+            loaded_result = Some(r);
         }
         Ok(per_state)
     })();
@@ -582,7 +792,8 @@ pub fn run_kernel(
         boot_s,
         wall_s,
         states,
-        transitions: log,
+        transitions: cx.log,
+        loaded: loaded_result,
     })
 }
 
@@ -628,7 +839,7 @@ pub fn render_table(r: &BenchReport) -> String {
         "handler latency, clock {} ({}); per call: median (MAD) | state − unpatched [95% CI]\n",
         r.clock, r.unit
     );
-    out.push_str(&format!("{:<15}", "state"));
+    out.push_str(&format!("{:<25}", "state"));
     for k in &r.kernels {
         out.push_str(&format!(" | {:<44}", format!("{} ({})", k.spec, k.release)));
     }
@@ -637,7 +848,7 @@ pub fn render_table(r: &BenchReport) -> String {
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); r.kernels.len()];
     let states: Vec<State> = first.map(|k| k.states.iter().map(|s| s.state).collect()).unwrap_or_default();
     for st in states {
-        out.push_str(&format!("{:<15}", st.name()));
+        out.push_str(&format!("{:<25}", st.name()));
         for (ki, k) in r.kernels.iter().enumerate() {
             let Some(s) = k.states.iter().find(|s| s.state == st) else {
                 out.push_str(&format!(" | {:<44}", "-"));
@@ -659,7 +870,7 @@ pub fn render_table(r: &BenchReport) -> String {
         out.push('\n');
     }
     if r.kernels.len() > 1 {
-        out.push_str(&format!("{:<15}", "geomean ratio"));
+        out.push_str(&format!("{:<25}", "geomean ratio"));
         for (ki, rs) in ratios.iter().enumerate() {
             let g = if ki == 0 || rs.is_empty() {
                 "1.000".to_string()
@@ -678,9 +889,19 @@ pub fn render_table(r: &BenchReport) -> String {
         if r.kernels.iter().all(|k| k.transitions.is_empty()) {
             continue;
         }
-        out.push_str(&format!("{name:<15}"));
+        out.push_str(&format!("{name:<25}"));
         for k in &r.kernels {
             out.push_str(&format!(" | {:<44}", transition_cell(k, kind)));
+        }
+        out.push('\n');
+    }
+    for kind in [TransitionKind::Enable, TransitionKind::Disable] {
+        if r.kernels.iter().all(|k| k.loaded.is_none()) {
+            continue;
+        }
+        out.push_str(&format!("{:<25}", format!("{kind:?} loaded").to_lowercase()));
+        for k in &r.kernels {
+            out.push_str(&format!(" | {:<44}", k.loaded.as_ref().map_or("-".into(), |l| l.cell(kind))));
         }
         out.push('\n');
     }
@@ -700,6 +921,17 @@ pub fn render_table(r: &BenchReport) -> String {
             k.boot_s,
             k.wall_s
         ));
+        if let Some(l) = &k.loaded {
+            out.push_str(&format!(
+                "{}: loaded transitions: {} holder kthreads released {} ms after the transition started, {} runs, dynamic debug {}, {:.1} s of the benchmark\n",
+                k.spec,
+                l.tasks,
+                l.hold_ms,
+                l.runs.len() / 2,
+                l.dyndbg.as_deref().unwrap_or("off (no retry counts)"),
+                l.wall_s
+            ));
+        }
     }
     out
 }
@@ -737,6 +969,7 @@ pub(crate) mod fixture {
             wall_s: 30.0,
             transitions,
             states: vec![b, p],
+            loaded: None,
         }
     }
 
@@ -747,7 +980,7 @@ pub(crate) mod fixture {
             started_at: "2025-01-01T00:00:00Z".into(),
             clock,
             unit: clock.unit().into(),
-            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1 },
+            settings: SettingsOut { rounds: 5, batches: 1, warmup: 0, calls: 100, seed: 1, load: None },
             kernels,
         }
     }
@@ -759,11 +992,17 @@ mod tests {
 
     #[test]
     fn batches_are_parsed() {
-        let (calls, b) = parse_batches("klp_bench: clock tsc calls 1000 batches 2\n5000 3000\n5100 3000\n").unwrap();
-        assert_eq!((calls, b), (1000, vec![[5000, 3000], [5100, 3000]]));
+        let r = parse_batches("klp_bench: clock tsc calls 1000 batches 2\n5000 3000\n5100 3000\n").unwrap();
+        assert_eq!((r.calls, r.task, r.batches), (1000, None, vec![[5000, 3000], [5100, 3000]]));
+        let r = parse_batches("klp_bench: clock tsc calls 10 batches 1 pid 42 patch_state 0\n7 3\n").unwrap();
+        assert_eq!((r.calls, r.task, r.batches), (10, Some((42, 0)), vec![[7, 3]]));
         assert!(parse_batches("").is_err());
+        assert!(parse_batches("klp_bench: clock tsc calls 10 batches 1 pid x patch_state 0\n").is_err());
         assert!(parse_batches("klp_bench: clock tsc calls 10 batches 1\n1 2 3\n").is_err());
-        assert!(parse_batches("klp_bench: clock tsc calls 10 batches 1\nklp_bench: wrong result 3\n").is_err());
+        assert!(parse_batches("klp_bench: clock tsc calls 10 batches 1\nklp_bench: wrong result\n").is_err());
+        let changed = "klp_bench: clock tsc calls 10 batches 1 pid 1 patch_state 0\n7 3\n\
+                       klp_bench: patch_state changed from 0 to 1 during the batches\n";
+        assert!(parse_batches(changed).is_err());
     }
 
     #[test]

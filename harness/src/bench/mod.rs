@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod latency;
+pub mod loaded;
 pub mod plot;
 pub mod stats;
 

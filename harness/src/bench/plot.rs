@@ -5,7 +5,7 @@
 
 use plotters::prelude::*;
 
-use super::latency::{BenchReport, State};
+use super::latency::{BenchReport, State, TransitionKind};
 
 const WIDTH: u32 = 1100;
 const HEIGHT: u32 = 560;
@@ -91,6 +91,88 @@ pub fn latency_svg(r: &BenchReport) -> Result<String, String> {
     Ok(svg)
 }
 
+/// `transitions.svg`: per kernel, the distribution of the loaded transition times (guest ms,
+/// from the kernel log; the poll's where the log lacks one): one dot per run, enable and disable
+/// side by side, a bar at each median.
+pub fn transitions_svg(r: &BenchReport) -> Result<String, String> {
+    let kinds = [(TransitionKind::Enable, "enable", BLUE), (TransitionKind::Disable, "disable", RED)];
+    let values = |ki: usize, kind: TransitionKind| -> Vec<f64> {
+        r.kernels[ki]
+            .loaded
+            .as_ref()
+            .map(|l| l.of_kind(kind).map(|x| x.log_ms.unwrap_or(x.poll_ms)).collect())
+            .unwrap_or_default()
+    };
+    let top =
+        (0..r.kernels.len()).flat_map(|ki| kinds.iter().flat_map(move |k| values(ki, k.0))).fold(1.0, f64::max) * 1.15;
+    let hold = r.kernels.iter().find_map(|k| k.loaded.as_ref()).map(|l| (l.tasks, l.hold_ms));
+    let mut svg = String::new();
+    {
+        let e = |e: DrawingAreaErrorKind<std::io::Error>| format!("drawing transitions.svg: {e}");
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(e)?;
+        let caption = match hold {
+            Some((t, h)) => format!("livepatch transition time, {t} tasks asleep in the patched function for {h} ms"),
+            None => "livepatch transition time under load".into(),
+        };
+        let n = r.kernels.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc("guest ms, request to complete (kernel log)")
+            .draw()
+            .map_err(e)?;
+        chart
+            .draw_series(r.kernels.iter().enumerate().map(|(i, k)| {
+                let name = format!("{} ({})", k.spec, k.release);
+                let w = name.len() as i32 * 7 / 2;
+                EmptyElement::at((i as f64 + 0.5, 0.0)) + Text::new(name, (-w, 8), ("sans-serif", 14))
+            }))
+            .map_err(e)?;
+        for (j, (kind, label, color)) in kinds.into_iter().enumerate() {
+            let x = move |ki: usize, run: usize, of: usize| {
+                ki as f64 + 0.3 + 0.4 * j as f64 + (run as f64 / of.max(1) as f64 - 0.5) * 0.12
+            };
+            let dots: Vec<(f64, f64)> = (0..r.kernels.len())
+                .flat_map(|ki| {
+                    let v = values(ki, kind);
+                    let of = v.len();
+                    v.into_iter().enumerate().map(move |(i, y)| (x(ki, i, of), y)).collect::<Vec<_>>()
+                })
+                .collect();
+            chart
+                .draw_series(dots.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(e)?
+                .label(label)
+                .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
+            chart
+                .draw_series((0..r.kernels.len()).filter_map(|ki| {
+                    let m = super::stats::median(&values(ki, kind))?;
+                    let c = ki as f64 + 0.3 + 0.4 * j as f64;
+                    Some(PathElement::new(vec![(c - 0.12, m), (c + 0.12, m)], color.stroke_width(2)))
+                }))
+                .map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+        root.present().map_err(e)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +191,36 @@ mod tests {
         }
         // Two kernels × two states, the legend's two swatches and the background.
         assert!(svg.matches("<rect").count() >= 6, "{svg}");
+    }
+
+    #[test]
+    fn every_loaded_run_is_a_dot() {
+        use crate::bench::latency::TransitionKind;
+        use crate::bench::loaded::{LoadedResult, LoadedRun};
+        let mut k = fixture::kernel(Clock::Icount, "6.1", "6.1.0-1-amd64", 8500, vec![]);
+        let run = |kind, ms| LoadedRun {
+            kind,
+            poll_ms: ms,
+            log_ms: Some(ms),
+            released_ms: None,
+            retries: Some(2),
+            fake_signals: false,
+            host_ms: 1.0,
+        };
+        k.loaded = Some(LoadedResult {
+            tasks: 4,
+            hold_ms: 2000,
+            dyndbg: None,
+            wall_s: 1.0,
+            runs: vec![
+                run(TransitionKind::Enable, 2000.0),
+                run(TransitionKind::Disable, 2100.0),
+                run(TransitionKind::Enable, 2050.0),
+            ],
+        });
+        let svg = transitions_svg(&fixture::report(Clock::Icount, vec![k])).unwrap();
+        assert!(svg.contains("6.1 (6.1.0-1-amd64)") && svg.contains("4 tasks") && svg.contains("2000 ms"), "{svg}");
+        // Three runs, the legend's two.
+        assert!(svg.matches("<circle").count() >= 5, "{svg}");
     }
 }
