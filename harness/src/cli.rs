@@ -400,6 +400,22 @@ pub struct ConformanceArgs {
     /// Cases run in this many guests at once (a case marked `exclusive` runs alone).
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
+    /// Your own livepatch module, built for the kernel under test: it is checked before any
+    /// guest boots (an ELF kernel module, `livepatch=Y`, the kernel's vermagic; exit 2 if not)
+    /// and runs the generic contract suite `module` (one case per module: load, sysfs as the
+    /// .ko declares it, transition, taint K, disable, refcount 0, rmmod, snapshots at each
+    /// point). Repeatable. Without --suite only the module suites run.
+    #[arg(long = "module", value_name = "PATH.ko")]
+    pub modules: Vec<PathBuf>,
+    /// A suite file of your own whose cases `load` your --module modules by name (the normal
+    /// suite format). Repeatable.
+    #[arg(long = "module-suite", value_name = "FILE")]
+    pub module_suites: Vec<PathBuf>,
+    /// Where the snapshots of --module and --module-suite cases are kept
+    /// [default: <cache>/module-snapshots]; below it one directory per module
+    /// (`<name>-<sha256 prefix>`) or module suite. Never suites/snapshots unless given.
+    #[arg(long, value_name = "DIR")]
+    pub module_snapshot_dir: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -652,6 +668,8 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         Ok(RunConfig {
             mutate: false,
             mutants_only: None,
+            user_modules: Vec::new(),
+            snapshot_overrides: Default::default(),
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
@@ -674,16 +692,25 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
                 // As insta does: pending files for review, but not in CI, which only checks.
                 write_pending: a.snapshots == SnapshotMode::Review
                     || (a.snapshots == SnapshotMode::Check && std::env::var_os("CI").is_none()),
+                store_new: false,
             },
         })
     })();
-    let cfg = match prepared {
+    let mut cfg = match prepared {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_HARNESS;
         }
     };
+    if !a.modules.is_empty() || !a.module_suites.is_empty() {
+        if let Err(problems) = user_modules(&a, &mut cfg, progress) {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            return EXIT_HARNESS;
+        }
+    }
     if a.list {
         return match runner::list(&cfg, &mut std::io::stdout().lock(), progress) {
             Ok(()) => 0,
@@ -709,6 +736,91 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             EXIT_HARNESS
         }
     }
+}
+
+/// `--module` and `--module-suite`: every module checked before any guest boots (first what
+/// the file itself says, then its vermagic against every kernel of the run), copied into
+/// `<out>/modules/`, its generic suite written there, and the run's suites and snapshot places
+/// set. Every problem is returned, one line each.
+fn user_modules(a: &ConformanceArgs, cfg: &mut RunConfig, progress: &Progress) -> Result<(), Vec<String>> {
+    use crate::usermod;
+    let one = |e: String| vec![e];
+    let reserved: Vec<String> = crate::kmod::variants(&a.common.workspace.join("reference-kmod"))
+        .map(|v| v.into_iter().map(|v| v.name).collect())
+        .unwrap_or_default();
+    // The files themselves first: no kernel is needed to refuse a file that is no module.
+    usermod::check_modules(&a.modules, &[], &reserved)?;
+    let mut kernels = Vec::new();
+    for spec in &cfg.kernels {
+        if a.modules.is_empty() {
+            break;
+        }
+        let k = kernel::resolve(spec, &cfg.cache, progress)
+            .map_err(|e| one(format!("kernel {spec}: {}", runner::chain_error(&e))))?;
+        let (vermagic, from) = usermod::ko::kernel_vermagic(&k.modules_dir)
+            .map_err(|e| one(format!("kernel {}: its vermagic: {e}", k.release)))?;
+        kernels.push((k.release.clone(), vermagic, from));
+    }
+    let checked = usermod::check_modules(&a.modules, &kernels, &reserved)?;
+    let dir = cfg.out.join("modules");
+    std::fs::create_dir_all(&dir).map_err(|e| one(format!("creating {}: {e}", dir.display())))?;
+    let modules = usermod::install(checked, &dir).map_err(one)?;
+    let snap_root = a.module_snapshot_dir.clone().unwrap_or_else(|| cfg.cache.join("module-snapshots"));
+    let settings = |sub: String| crate::snapshot::SnapshotSettings {
+        dir: snap_root.join(sub),
+        mode: a.snapshots,
+        require: a.require_snapshots,
+        write_pending: false,
+        store_new: true,
+    };
+    let mut suites = Vec::new();
+    if !modules.is_empty() {
+        let path = dir.join("module.yaml");
+        crate::fsutil::write_atomic(&path, usermod::generic_suite(&modules).as_bytes())
+            .map_err(|e| one(format!("writing {}: {e}", path.display())))?;
+        suites.push(path);
+        for m in &modules {
+            cfg.snapshot_overrides.insert(format!("{}/{}", usermod::SUITE, m.name()), settings(m.key()));
+            progress.note(format!(
+                "module {}: {} (vermagic {:?}, sha256 {}); {}",
+                m.name(),
+                m.source.display(),
+                m.info.vermagic,
+                &m.sha256[..12],
+                match &m.info.declared {
+                    usermod::Declared::Read { objects, .. } => format!(
+                        "declares {} object(s), {} function(s) (read from the .ko)",
+                        objects.len(),
+                        objects.iter().map(|o| o.funcs.len()).sum::<usize>()
+                    ),
+                    usermod::Declared::Unknown(why) => format!(
+                        "its objects and functions could not be read from the .ko ({why}): sysfs is only snapshotted"
+                    ),
+                }
+            ));
+        }
+    }
+    let set_hash = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for m in &modules {
+            h.update(m.sha256.as_bytes());
+        }
+        format!("{:x}", h.finalize())[..12].to_string()
+    };
+    for f in &a.module_suites {
+        let s = crate::suite::load_suite(f).map_err(|e| one(e.to_string()))?;
+        cfg.snapshot_overrides.insert(s.name().to_string(), settings(format!("suite-{}-{set_hash}", s.name())));
+        suites.push(f.clone());
+    }
+    // Without --suite only the module suites run; with it, those too.
+    if a.suites.is_empty() {
+        cfg.suites = suites;
+    } else {
+        cfg.suites.extend(suites);
+    }
+    cfg.user_modules = modules;
+    Ok(())
 }
 
 fn report_merge(a: &MergeArgs, progress: &Progress) -> i32 {
@@ -819,12 +931,15 @@ fn bench_suite(
             mode: SnapshotMode::Check,
             require: false,
             write_pending: false,
+            store_new: false,
         },
         jobs,
         fresh_boot,
         shared_guest: false,
         mutate: false,
         mutants_only: None,
+        user_modules: Vec::new(),
+        snapshot_overrides: Default::default(),
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
@@ -951,6 +1066,8 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
         let cfg = RunConfig {
             mutate: true,
             mutants_only: None,
+            user_modules: Vec::new(),
+            snapshot_overrides: Default::default(),
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: false,
@@ -968,6 +1085,7 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
                 mode: SnapshotMode::Check,
                 require: false,
                 write_pending: false,
+                store_new: false,
             },
         };
         Ok((cfg, loaded))

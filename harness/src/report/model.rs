@@ -68,6 +68,10 @@ pub struct CaseOutcome {
     /// The snapshots the case took and how they compared with the stored ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<crate::snapshot::SnapshotResult>,
+    /// Lines shown with the case whatever its verdict: for a user's module (`--module`), the
+    /// kernel-log records that name it (its own callbacks' messages, the livepatch core's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl CaseOutcome {
@@ -88,6 +92,7 @@ impl CaseOutcome {
             logs: BTreeMap::new(),
             steps: Vec::new(),
             snapshots: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

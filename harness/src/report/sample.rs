@@ -51,6 +51,11 @@ fn case(
         divergence: divergence.map(String::from),
         guest_start_s: ran.then_some(0.21),
         logs: if ran { logs(release, suite, case) } else { BTreeMap::new() },
+        notes: if ran && case == "load-enable-disable-remove" {
+            vec![format!("[    1.234567] livepatch: enabling patch '{case}'")]
+        } else {
+            Vec::new()
+        },
         steps: step_list,
         snapshots,
     }

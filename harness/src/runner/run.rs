@@ -48,6 +48,23 @@ pub struct RunConfig {
     pub mutate: bool,
     /// With `mutate`: only these mutants (`<suite>/<case>@<id>`), with their cases' baselines.
     pub mutants_only: Option<std::collections::BTreeSet<String>>,
+    /// Users' own modules (`--module`), checked: carried into the guest beside the reference
+    /// modules and loadable by name.
+    pub user_modules: Vec<crate::usermod::UserModule>,
+    /// Where the snapshots of some cases go instead of [`RunConfig::snapshots`]: keyed by
+    /// `<suite>/<case>` or by `<suite>` (users' modules keep theirs out of `suites/snapshots`).
+    pub snapshot_overrides: std::collections::BTreeMap<String, SnapshotSettings>,
+}
+
+impl RunConfig {
+    /// The snapshot settings of one case.
+    pub fn snapshot_settings(&self, suite: &str, case: &str) -> &SnapshotSettings {
+        let base = case.split('@').next().unwrap_or(case);
+        self.snapshot_overrides
+            .get(&format!("{suite}/{base}"))
+            .or_else(|| self.snapshot_overrides.get(suite))
+            .unwrap_or(&self.snapshots)
+    }
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -167,12 +184,12 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
             Todo::Run { case, base } => {
                 let p = prepared[w.kernel].prepared.as_ref().expect("only prepared kernels run cases");
                 let snap = SnapshotContext {
-                    settings: &cfg.snapshots,
+                    settings: cfg.snapshot_settings(suites[w.suite].suite.name(), case.name()),
                     source: relative_to(&suites[w.suite].path, &cfg.workspace),
                     suite: suites[w.suite].suite.name().to_string(),
                     release: kernel::snapshot_key(&cfg.kernels[w.kernel], &p.kernel.release),
                 };
-                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)
+                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, &cfg.user_modules, live)
             }
         },
         |i, running| {
@@ -506,7 +523,8 @@ fn prepare(
     let modules = kmod::build_all(&kernel, &cfg.workspace.join("reference-kmod"), &cfg.cache, progress)
         .map_err(|e| format!("building the reference modules for {}: {}", kernel.release, chain(&e)))?;
     progress.note(format!("{} reference modules ready ({:.1}s)", modules.modules.len(), t.elapsed().as_secs_f64()));
-    let built: Vec<String> = modules.modules.keys().cloned().collect();
+    let mut built: Vec<String> = modules.modules.keys().cloned().collect();
+    built.extend(cfg.user_modules.iter().map(|m| m.name().to_string()));
     for ls in suites {
         suite::check_modules(&ls.path, &ls.text, &ls.suite, &built).map_err(|e| e.to_string())?;
     }
@@ -514,7 +532,8 @@ fn prepare(
     let t = Instant::now();
     let agent = image::agent_binary(&cfg.workspace, progress)
         .map_err(|e| format!("building the guest agent: {}", chain(&e)))?;
-    let ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
+    let mut ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
+    ko.extend(cfg.user_modules.iter().map(|m| m.path.clone()));
     let boot_modules = image::guest_modules(&kernel, guest)
         .map_err(|e| format!("the guest's own modules ({}): {}", guest.source.display(), chain(&e)))?;
     let image = image::Initramfs::new(&agent)
@@ -641,6 +660,7 @@ fn run_one(
     mut out: CaseOutcome,
     out_dir: &Path,
     snapshots: &SnapshotContext,
+    user_modules: &[crate::usermod::UserModule],
     live: &dyn Fn(Live),
 ) -> CaseOutcome {
     let started = Instant::now();
@@ -681,6 +701,16 @@ fn run_one(
             .collect();
         if crate::fsutil::write_atomic(&workdir.join("dmesg.log"), text.as_bytes()).is_ok() {
             out.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
+        }
+        // A user's module: what the kernel log says of it, shown with the case.
+        let names: Vec<String> =
+            case.modules().into_iter().filter(|m| user_modules.iter().any(|u| u.name() == m.as_str())).collect();
+        if !names.is_empty() {
+            out.notes = crate::usermod::module_kmsg(&records, &names);
+            let text: String = out.notes.iter().map(|l| format!("{l}\n")).collect();
+            if crate::fsutil::write_atomic(&workdir.join("module-kmsg.log"), text.as_bytes()).is_ok() {
+                out.logs.insert("module_kmsg".into(), rel.join("module-kmsg.log").display().to_string());
+            }
         }
     }
     // Nothing in the guest needs an orderly power-off (no disk): QEMU is told to quit.
