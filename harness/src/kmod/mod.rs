@@ -20,6 +20,7 @@
 pub mod bindings;
 pub mod buildenv;
 pub mod codegen;
+pub mod external;
 pub mod kbuild;
 pub mod layout_check;
 pub mod toolchain;

@@ -334,8 +334,10 @@ fn read_funcs(file: &object::File, relocs: &Relocs, funcs: &Target) -> Result<Ve
     Ok(out)
 }
 
-/// The vermagic of a kernel: read from one of its own modules in `modules_dir` (the first in
-/// sorted order below `kernel/`, or anywhere), decompressed if need be. Returns it and the file.
+/// The vermagic of a kernel: read from one of its own modules in `modules_dir`, decompressed
+/// if need be: the first that `modules.dep` (a packaged kernel) or `modules.order` (a build
+/// tree) lists, else the first module file found below `kernel/` or the directory. Returns it
+/// and the file it was read from.
 pub fn kernel_vermagic(modules_dir: &Path) -> Result<(String, String), String> {
     fn first_module(dir: &Path, depth: usize) -> Option<std::path::PathBuf> {
         let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
@@ -351,9 +353,13 @@ pub fn kernel_vermagic(modules_dir: &Path) -> Result<(String, String), String> {
         }
         entries.iter().filter(|p| p.is_dir()).find_map(|p| first_module(p, depth - 1))
     }
+    let listed = ["modules.dep", "modules.order"].iter().find_map(|list| {
+        let text = std::fs::read_to_string(modules_dir.join(list)).ok()?;
+        text.lines().filter_map(|l| l.split(':').next()).map(|l| modules_dir.join(l.trim())).find(|p| p.is_file())
+    });
     let start =
         if modules_dir.join("kernel").is_dir() { modules_dir.join("kernel") } else { modules_dir.to_path_buf() };
-    let ko = first_module(&start, 8).ok_or_else(|| {
+    let ko = listed.or_else(|| first_module(&start, 8)).ok_or_else(|| {
         format!(
             "no module file (.ko, .ko.xz, .ko.zst, .ko.gz) below {} to read the kernel's vermagic from",
             start.display()
