@@ -1,5 +1,5 @@
 //! Bring your own livepatch module, for real: the kernel's own `samples/livepatch/livepatch-sample.c`
-//! from Debian's linux-source package of the pinned default kernel's version (downloaded once
+//! and `lib/livepatch/test_klp_livepatch.c` from Debian's linux-source package of the pinned default kernel's version (downloaded once
 //! into `<cache>/src-dl`), built with that kernel's headers, runs the generic contract suite
 //! with `conformance --module` and a user suite with `--module-suite` that loads it by name;
 //! its snapshots are stored on the first run and matched on the second; the same module with
@@ -53,9 +53,28 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     let tmp = tempfile::tempdir().unwrap();
     let build = tmp.path().join("build");
     std::fs::create_dir_all(&build).unwrap();
-    let src = external::extract_source_files(&deb, &["samples/livepatch/livepatch-sample.c"], &build).unwrap();
-    let ko = external::build_external_modules(&k, &build, &src).unwrap().remove(0);
-    eprintln!("livepatch-sample.ko for {} in {:.1} s: {}", k.release, t.elapsed().as_secs_f64(), ko.display());
+    let src = external::extract_source_files(
+        &deb,
+        &["samples/livepatch/livepatch-sample.c", "lib/livepatch/test_klp_livepatch.c"],
+        &build,
+    )
+    .unwrap();
+    let kos = external::build_external_modules(&k, &build, &src).unwrap();
+    let (ko, selftest) = (kos[0].clone(), kos[1].clone());
+    eprintln!("livepatch-sample.ko and test_klp_livepatch.ko for {} in {:.1} s", k.release, t.elapsed().as_secs_f64());
+    // What the harness reads of them before boot: one vmlinux object patching cmdline_proc_show.
+    for f in &kos {
+        let info = klp_conform::usermod::ko::read_ko(f).unwrap();
+        assert!(info.livepatch, "{}", f.display());
+        let klp_conform::usermod::Declared::Read { objects, replace } = &info.declared else {
+            panic!("{}: {:?}", f.display(), info.declared)
+        };
+        assert!(!replace);
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].sysfs_name(), "vmlinux");
+        let funcs: Vec<String> = objects[0].funcs.iter().map(|f| f.sysfs_name()).collect();
+        assert_eq!(funcs, ["cmdline_proc_show,1"]);
+    }
 
     let suite = tmp.path().join("sample-extra.yaml");
     std::fs::write(&suite, USER_SUITE).unwrap();
@@ -66,6 +85,8 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
             "conformance".to_string(),
             "--module".into(),
             ko.display().to_string(),
+            "--module".into(),
+            selftest.display().to_string(),
             "--module-suite".into(),
             suite.display().to_string(),
             "--module-snapshot-dir".into(),
@@ -79,6 +100,7 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     eprintln!("{ktap}");
     assert_eq!(code, Some(0), "{ktap}\n{err}");
     assert!(ktap.contains("    ok 1 livepatch_sample\n"), "{ktap}");
+    assert!(ktap.contains("    ok 2 test_klp_livepatch\n"), "{ktap}");
     assert!(ktap.contains("    ok 1 cmdline-is-patched\n"), "{ktap}");
     // The kernel's messages about the module are shown with its case.
     assert!(
@@ -127,7 +149,7 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     let second = args("2");
     let (code, ktap, err) = run(&second.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert_eq!(code, Some(0), "{ktap}\n{err}");
-    assert!(err.contains("snapshots: 4 matched, 0 new, 0 changed, 0 accepted"), "{err}");
+    assert!(err.contains("snapshots: 7 matched, 0 new, 0 changed, 0 accepted"), "{err}");
 
     // The same module for another release: refused before anything boots.
     let mut data = std::fs::read(&ko).unwrap();
