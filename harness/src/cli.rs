@@ -400,6 +400,15 @@ pub struct ConformanceArgs {
     /// Cases run in this many guests at once (a case marked `exclusive` runs alone).
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
+    /// Your own livepatch modules (boxed: the command enum stays small).
+    #[command(flatten)]
+    pub user: Box<ModuleArgs>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ModuleArgs {
     /// Your own livepatch module, built for the kernel under test: it is checked before any
     /// guest boots (an ELF kernel module, `livepatch=Y`, the kernel's vermagic; exit 2 if not)
     /// and runs the generic contract suite `module` (one case per module: load, sysfs as the
@@ -416,8 +425,6 @@ pub struct ConformanceArgs {
     /// (`<name>-<sha256 prefix>`) or module suite. Never suites/snapshots unless given.
     #[arg(long, value_name = "DIR")]
     pub module_snapshot_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -703,7 +710,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             return EXIT_HARNESS;
         }
     };
-    if !a.modules.is_empty() || !a.module_suites.is_empty() {
+    if !a.user.modules.is_empty() || !a.user.module_suites.is_empty() {
         if let Err(problems) = user_modules(&a, &mut cfg, progress) {
             for p in problems {
                 eprintln!("error: {p}");
@@ -749,10 +756,10 @@ fn user_modules(a: &ConformanceArgs, cfg: &mut RunConfig, progress: &Progress) -
         .map(|v| v.into_iter().map(|v| v.name).collect())
         .unwrap_or_default();
     // The files themselves first: no kernel is needed to refuse a file that is no module.
-    usermod::check_modules(&a.modules, &[], &reserved)?;
+    usermod::check_modules(&a.user.modules, &[], &reserved)?;
     let mut kernels = Vec::new();
     for spec in &cfg.kernels {
-        if a.modules.is_empty() {
+        if a.user.modules.is_empty() {
             break;
         }
         let k = kernel::resolve(spec, &cfg.cache, progress)
@@ -761,11 +768,11 @@ fn user_modules(a: &ConformanceArgs, cfg: &mut RunConfig, progress: &Progress) -
             .map_err(|e| one(format!("kernel {}: its vermagic: {e}", k.release)))?;
         kernels.push((k.release.clone(), vermagic, from));
     }
-    let checked = usermod::check_modules(&a.modules, &kernels, &reserved)?;
+    let checked = usermod::check_modules(&a.user.modules, &kernels, &reserved)?;
     let dir = cfg.out.join("modules");
     std::fs::create_dir_all(&dir).map_err(|e| one(format!("creating {}: {e}", dir.display())))?;
     let modules = usermod::install(checked, &dir).map_err(one)?;
-    let snap_root = a.module_snapshot_dir.clone().unwrap_or_else(|| cfg.cache.join("module-snapshots"));
+    let snap_root = a.user.module_snapshot_dir.clone().unwrap_or_else(|| cfg.cache.join("module-snapshots"));
     let settings = |sub: String| crate::snapshot::SnapshotSettings {
         dir: snap_root.join(sub),
         mode: a.snapshots,
@@ -808,7 +815,7 @@ fn user_modules(a: &ConformanceArgs, cfg: &mut RunConfig, progress: &Progress) -
         }
         format!("{:x}", h.finalize())[..12].to_string()
     };
-    for f in &a.module_suites {
+    for f in &a.user.module_suites {
         let s = crate::suite::load_suite(f).map_err(|e| one(e.to_string()))?;
         cfg.snapshot_overrides.insert(s.name().to_string(), settings(format!("suite-{}-{set_hash}", s.name())));
         suites.push(f.clone());

@@ -108,6 +108,8 @@ struct Prepared {
     accel_note: Option<String>,
     /// The booted guest every case starts from, unless `--fresh-boot` (or saving failed).
     saved: Option<vm::SavedState>,
+    /// Names of the users' own modules (`--module`) in the initramfs.
+    user_modules: Vec<String>,
 }
 
 /// Run every suite on every kernel, telling `reporters` what happens (see
@@ -189,7 +191,7 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
                     suite: suites[w.suite].suite.name().to_string(),
                     release: kernel::snapshot_key(&cfg.kernels[w.kernel], &p.kernel.release),
                 };
-                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, &cfg.user_modules, live)
+                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)
             }
         },
         |i, running| {
@@ -596,7 +598,17 @@ fn prepare(
             }
         }
     };
-    Ok(Prepared { kernel, boot_kernel, initramfs, guest: guest.clone(), accel, accel_note: Some(note), saved })
+    let user_modules = cfg.user_modules.iter().map(|m| m.name().to_string()).collect();
+    Ok(Prepared {
+        kernel,
+        boot_kernel,
+        initramfs,
+        guest: guest.clone(),
+        accel,
+        accel_note: Some(note),
+        saved,
+        user_modules,
+    })
 }
 
 /// The initramfs and the saved booted guest of a kernel kept in the cache
@@ -660,7 +672,6 @@ fn run_one(
     mut out: CaseOutcome,
     out_dir: &Path,
     snapshots: &SnapshotContext,
-    user_modules: &[crate::usermod::UserModule],
     live: &dyn Fn(Live),
 ) -> CaseOutcome {
     let started = Instant::now();
@@ -703,8 +714,7 @@ fn run_one(
             out.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
         }
         // A user's module: what the kernel log says of it, shown with the case.
-        let names: Vec<String> =
-            case.modules().into_iter().filter(|m| user_modules.iter().any(|u| u.name() == m.as_str())).collect();
+        let names: Vec<String> = case.modules().into_iter().filter(|m| p.user_modules.contains(m)).collect();
         if !names.is_empty() {
             out.notes = crate::usermod::module_kmsg(&records, &names);
             let text: String = out.notes.iter().map(|l| format!("{l}\n")).collect();

@@ -238,17 +238,16 @@ fn relocs_in(relocs: &Relocs, section: object::SectionIndex, start: u64, size: u
     relocs.range((section.0, start)..(section.0, start + size)).map(|(&(_, o), t)| (o - start, t)).collect()
 }
 
-/// The elements of a zero-terminated array of `n` elements plus terminator whose every element
-/// has a pointer into `kind` at word `word`: the element size, checked.
-fn element_size(relocs: &[(u64, &Target)], size: u64, n: usize, word: u64) -> Result<u64, String> {
+/// The element size of a zero-terminated array of `size` bytes holding `n` elements and the
+/// terminator, each element at least `word + 1` words long.
+fn element_size(size: u64, n: usize, word: u64) -> Result<u64, String> {
     if n == 0 {
         return Err("the array is empty".into());
     }
-    if size % (n as u64 + 1) != 0 {
+    if !size.is_multiple_of(n as u64 + 1) {
         return Err(format!("{size} bytes do not divide into {n} elements and a terminator"));
     }
     let elem = size / (n as u64 + 1);
-    let _ = relocs;
     if elem < 8 * (word + 1) {
         return Err(format!("elements of {elem} bytes are too small"));
     }
@@ -295,7 +294,7 @@ fn read_objects(file: &object::File, relocs: &Relocs, objs: &Target) -> Result<V
         .ok_or("the objs array has no symbol with a size (stripped module?)")?;
     let inside = relocs_in(relocs, objs.section, objs.offset, size);
     let funcs: Vec<_> = inside.iter().filter(|(_, t)| points(file, t) == Points::Data).collect();
-    let elem = element_size(&inside, size, funcs.len(), 1)?;
+    let elem = element_size(size, funcs.len(), 1)?;
     let mut out = Vec::new();
     for (i, (o, ft)) in funcs.iter().enumerate() {
         if *o != i as u64 * elem + 8 {
@@ -318,7 +317,7 @@ fn read_funcs(file: &object::File, relocs: &Relocs, funcs: &Target) -> Result<Ve
         .ok_or("a funcs array has no symbol with a size (stripped module?)")?;
     let inside = relocs_in(relocs, funcs.section, funcs.offset, size);
     let code: Vec<_> = inside.iter().filter(|(_, t)| points(file, t) == Points::Code).collect();
-    let elem = element_size(&inside, size, code.len(), 2)?;
+    let elem = element_size(size, code.len(), 2)?;
     let mut out = Vec::new();
     for (i, (o, _)) in code.iter().enumerate() {
         let base = i as u64 * elem;
@@ -380,11 +379,14 @@ mod tests {
     use object::write::{Object as WObject, Relocation, StandardSection, Symbol, SymbolSection};
     use object::{Architecture, BinaryFormat, Endianness, SymbolFlags, SymbolScope};
 
+    /// (object name or vmlinux, [(old_name, old_sympos)]) of a synthetic module.
+    type Objects<'a> = &'a [(Option<&'a str>, &'a [(&'a str, u64)])];
+
     /// The objects and functions of a synthetic livepatch module.
     struct Spec<'a> {
         modinfo: &'a [&'a str],
         /// (object name, [(old_name, sympos)])
-        objects: &'a [(Option<&'a str>, &'a [(&'a str, u64)])],
+        objects: Objects<'a>,
         replace: bool,
         /// Element sizes of klp_object and klp_func (kernel-config dependent in reality).
         obj_size: u64,
@@ -492,7 +494,7 @@ mod tests {
 
     const LP: &[&str] = &["livepatch=Y", "name=lp_demo", "vermagic=6.1.0-57-amd64 SMP preempt mod_unload modversions "];
 
-    fn spec<'a>(objects: &'a [(Option<&'a str>, &'a [(&'a str, u64)])]) -> Spec<'a> {
+    fn spec(objects: Objects<'_>) -> Spec<'_> {
         Spec { modinfo: LP, objects, replace: false, obj_size: 168, func_size: 152, with_sizes: true }
     }
 
@@ -512,8 +514,7 @@ mod tests {
 
     #[test]
     fn several_objects_functions_sympos_and_replace() {
-        let objs: &[(Option<&str>, &[(&str, u64)])] =
-            &[(None, &[("a_func", 0), ("b_func", 2)]), (Some("target_mod"), &[("t_func", 1)])];
+        let objs: Objects = &[(None, &[("a_func", 0), ("b_func", 2)]), (Some("target_mod"), &[("t_func", 1)])];
         let mut s = spec(objs);
         s.replace = true;
         // Another layout (e.g. a kernel with CONFIG_DEBUG_KOBJECT_RELEASE): the sizes follow.
