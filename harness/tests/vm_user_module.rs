@@ -1,5 +1,6 @@
 //! Bring your own livepatch module, for real: the kernel's own `samples/livepatch/livepatch-sample.c`
-//! and `lib/livepatch/test_klp_livepatch.c` from Debian's linux-source package of the pinned default kernel's version (downloaded once
+//! (and `livepatch-callbacks-demo.c`, for its callbacks' messages and its objects of modules not
+//! loaded) and `lib/livepatch/test_klp_livepatch.c` from Debian's linux-source package of the pinned default kernel's version (downloaded once
 //! into `<cache>/src-dl`), built with that kernel's headers, runs the generic contract suite
 //! with `conformance --module` and a user suite with `--module-suite` that loads it by name;
 //! its snapshots are stored on the first run and matched on the second; the same module with
@@ -55,15 +56,19 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     std::fs::create_dir_all(&build).unwrap();
     let src = external::extract_source_files(
         &deb,
-        &["samples/livepatch/livepatch-sample.c", "lib/livepatch/test_klp_livepatch.c"],
+        &[
+            "samples/livepatch/livepatch-sample.c",
+            "lib/livepatch/test_klp_livepatch.c",
+            "samples/livepatch/livepatch-callbacks-demo.c",
+        ],
         &build,
     )
     .unwrap();
     let kos = external::build_external_modules(&k, &build, &src).unwrap();
-    let (ko, selftest) = (kos[0].clone(), kos[1].clone());
+    let (ko, selftest, callbacks) = (kos[0].clone(), kos[1].clone(), kos[2].clone());
     eprintln!("livepatch-sample.ko and test_klp_livepatch.ko for {} in {:.1} s", k.release, t.elapsed().as_secs_f64());
     // What the harness reads of them before boot: one vmlinux object patching cmdline_proc_show.
-    for f in &kos {
+    for f in &kos[..2] {
         let info = klp_conform::usermod::ko::read_ko(f).unwrap();
         assert!(info.livepatch, "{}", f.display());
         let klp_conform::usermod::Declared::Read { objects, replace } = &info.declared else {
@@ -75,6 +80,22 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
         let funcs: Vec<String> = objects[0].funcs.iter().map(|f| f.sysfs_name()).collect();
         assert_eq!(funcs, ["cmdline_proc_show,1"]);
     }
+    // Three objects, two of them modules that are not loaded, and callbacks (code pointers in
+    // the objects) that must not be taken for function arrays.
+    let info = klp_conform::usermod::ko::read_ko(&callbacks).unwrap();
+    let klp_conform::usermod::Declared::Read { objects, .. } = &info.declared else { panic!("{:?}", info.declared) };
+    let layout: Vec<(String, Vec<String>)> = objects
+        .iter()
+        .map(|o| (o.sysfs_name().to_string(), o.funcs.iter().map(|f| f.sysfs_name()).collect()))
+        .collect();
+    assert_eq!(
+        layout,
+        [
+            ("vmlinux".to_string(), vec![]),
+            ("livepatch_callbacks_mod".into(), vec![]),
+            ("livepatch_callbacks_busymod".into(), vec!["busymod_work_func,1".to_string()])
+        ]
+    );
 
     let suite = tmp.path().join("sample-extra.yaml");
     std::fs::write(&suite, USER_SUITE).unwrap();
@@ -87,6 +108,8 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
             ko.display().to_string(),
             "--module".into(),
             selftest.display().to_string(),
+            "--module".into(),
+            callbacks.display().to_string(),
             "--module-suite".into(),
             suite.display().to_string(),
             "--module-snapshot-dir".into(),
@@ -101,6 +124,11 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     assert_eq!(code, Some(0), "{ktap}\n{err}");
     assert!(ktap.contains("    ok 1 livepatch_sample\n"), "{ktap}");
     assert!(ktap.contains("    ok 2 test_klp_livepatch\n"), "{ktap}");
+    assert!(ktap.contains("    ok 3 livepatch_callbacks_demo\n"), "{ktap}");
+    // The module's own callbacks' messages are shown with its case.
+    for cb in ["pre_patch_callback: vmlinux", "post_patch_callback: vmlinux", "post_unpatch_callback: vmlinux"] {
+        assert!(ktap.contains(&format!("# livepatch_callbacks_demo: [")) && ktap.contains(cb), "{cb}: {ktap}");
+    }
     assert!(ktap.contains("    ok 1 cmdline-is-patched\n"), "{ktap}");
     // The kernel's messages about the module are shown with its case.
     assert!(
@@ -149,7 +177,7 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     let second = args("2");
     let (code, ktap, err) = run(&second.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert_eq!(code, Some(0), "{ktap}\n{err}");
-    assert!(err.contains("snapshots: 7 matched, 0 new, 0 changed, 0 accepted"), "{err}");
+    assert!(err.contains("snapshots: 10 matched, 0 new, 0 changed, 0 accepted"), "{err}");
 
     // The same module for another release: refused before anything boots.
     let mut data = std::fs::read(&ko).unwrap();

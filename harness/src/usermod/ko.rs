@@ -205,7 +205,8 @@ fn points(file: &object::File, t: &Target) -> Points {
     match file.section_by_index(t.section).map(|s| s.kind()) {
         Ok(SectionKind::Text) => Points::Code,
         Ok(SectionKind::ReadOnlyData | SectionKind::ReadOnlyString) => Points::ReadOnly,
-        Ok(SectionKind::Data) => Points::Data,
+        // An all-zero array (`{ }`: a klp_func array with only its terminator) lands in .bss.
+        Ok(SectionKind::Data | SectionKind::UninitializedData) => Points::Data,
         _ => Points::Other,
     }
 }
@@ -317,6 +318,10 @@ fn read_funcs(file: &object::File, relocs: &Relocs, funcs: &Target) -> Result<Ve
         .ok_or("a funcs array has no symbol with a size (stripped module?)")?;
     let inside = relocs_in(relocs, funcs.section, funcs.offset, size);
     let code: Vec<_> = inside.iter().filter(|(_, t)| points(file, t) == Points::Code).collect();
+    if code.is_empty() && inside.is_empty() {
+        // Only the terminator: an object that patches no function (e.g. for its callbacks).
+        return Ok(Vec::new());
+    }
     let elem = element_size(size, code.len(), 2)?;
     let mut out = Vec::new();
     for (i, (o, _)) in code.iter().enumerate() {
@@ -514,7 +519,8 @@ mod tests {
 
     #[test]
     fn several_objects_functions_sympos_and_replace() {
-        let objs: Objects = &[(None, &[("a_func", 0), ("b_func", 2)]), (Some("target_mod"), &[("t_func", 1)])];
+        let objs: Objects =
+            &[(None, &[("a_func", 0), ("b_func", 2)]), (Some("cb_only"), &[]), (Some("target_mod"), &[("t_func", 1)])];
         let mut s = spec(objs);
         s.replace = true;
         // Another layout (e.g. a kernel with CONFIG_DEBUG_KOBJECT_RELEASE): the sizes follow.
@@ -531,6 +537,7 @@ mod tests {
             names,
             [
                 ("vmlinux".to_string(), vec!["a_func,1".to_string(), "b_func,2".into()]),
+                ("cb_only".into(), vec![]),
                 ("target_mod".into(), vec!["t_func,1".into()])
             ]
         );
