@@ -127,7 +127,10 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     assert!(ktap.contains("    ok 3 livepatch_callbacks_demo\n"), "{ktap}");
     // The module's own callbacks' messages are shown with its case.
     for cb in ["pre_patch_callback: vmlinux", "post_patch_callback: vmlinux", "post_unpatch_callback: vmlinux"] {
-        assert!(ktap.contains(&format!("# livepatch_callbacks_demo: [")) && ktap.contains(cb), "{cb}: {ktap}");
+        assert!(
+            ktap.lines().any(|l| l.starts_with("    # livepatch_callbacks_demo: [") && l.ends_with(cb)),
+            "{cb}: {ktap}"
+        );
     }
     assert!(ktap.contains("    ok 1 cmdline-is-patched\n"), "{ktap}");
     // The kernel's messages about the module are shown with its case.
