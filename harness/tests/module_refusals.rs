@@ -161,7 +161,7 @@ fn every_problem_at_once_and_a_good_module_is_planned() {
     std::fs::write(&good, module(&["livepatch=Y", "name=lp_good", &format!("vermagic={VERMAGIC}")])).unwrap();
     let (code, out, err) = run(t.path(), &["--module", good.to_str().unwrap(), "--list"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("  run   module/lp_good") || out.contains("module/lp_good"), "{out}");
+    assert!(out.lines().any(|l| l == "  run   module/lp_good"), "{out}");
     assert!(t.path().join("out/modules/lp_good.ko").is_file());
     let suite = std::fs::read_to_string(t.path().join("out/modules/module.yaml")).unwrap();
     assert!(suite.contains("load: \"lp_good\""), "{suite}");
@@ -182,4 +182,38 @@ fn every_problem_at_once_and_a_good_module_is_planned() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.matches("error: ").count(), 2, "{err}");
+}
+
+/// A module may not take a reference module's name, nor two modules one name: the guest
+/// loads modules by name.
+#[test]
+fn names_that_collide_are_refused() {
+    let t = fake_tree();
+    let lp = |name: &str| module(&["livepatch=Y", &format!("name={name}"), &format!("vermagic={VERMAGIC}")]);
+    let reference = t.path().join("mine.ko");
+    std::fs::write(&reference, lp("klp_ref_cmdline")).unwrap();
+    let (code, out, err) = run(t.path(), &["--module", reference.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: {}: module name `klp_ref_cmdline` is the name of a reference module of klp-conform; rename the \
+             module",
+            reference.display()
+        )),
+        "{err}"
+    );
+    nothing_started(&err, &out, t.path());
+    let (a, b) = (t.path().join("a.ko"), t.path().join("b.ko"));
+    std::fs::write(&a, lp("same")).unwrap();
+    std::fs::write(&b, lp("same")).unwrap();
+    let (code, _, err) = run(t.path(), &["--module", a.to_str().unwrap(), "--module", b.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: {}: module name `same` is also the name of {}; the kernel loads one module per name",
+            b.display(),
+            a.display()
+        )),
+        "{err}"
+    );
 }
