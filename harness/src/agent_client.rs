@@ -319,6 +319,15 @@ impl AgentClient {
         }
     }
 
+    /// Create the symlink `link` → `target` in the guest.
+    pub fn symlink(&mut self, target: &str, link: &str) -> Result<Result<(), Errno>, AgentError> {
+        match self.call(Request::Symlink { target: target.into(), link: link.into() }, "symlink", self.timeout)? {
+            Response::Done => Ok(Ok(())),
+            Response::Errno(e) => Ok(Err(e)),
+            other => Err(unexpected("symlink", other)),
+        }
+    }
+
     /// Run a program in the guest to its end (killed after `timeout`), optionally chrooted.
     pub fn exec(
         &mut self,

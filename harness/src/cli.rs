@@ -641,9 +641,15 @@ fn with_kernel(a: &KernelArgs, progress: &Progress, f: impl FnOnce(&kernel::Kern
 fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<RunConfig, String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
-            .map_err(|e| e.to_string())?;
-        if suites.is_empty() {
+        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
+        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
+        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
+        let suites = if upstream && named.is_empty() {
+            Vec::new()
+        } else {
+            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
+        };
+        if suites.is_empty() && !upstream {
             return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
         }
         if a.jobs == 0 {
@@ -652,6 +658,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         Ok(RunConfig {
             mutate: false,
             mutants_only: None,
+            upstream,
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
@@ -825,6 +832,7 @@ fn bench_suite(
         shared_guest: false,
         mutate: false,
         mutants_only: None,
+        upstream: false,
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
@@ -936,9 +944,15 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
 fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<(RunConfig, Vec<crate::suite::Suite>), String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
-            .map_err(|e| e.to_string())?;
-        if suites.is_empty() {
+        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
+        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
+        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
+        let suites = if upstream && named.is_empty() {
+            Vec::new()
+        } else {
+            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
+        };
+        if suites.is_empty() && !upstream {
             return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
         }
         if a.jobs == 0 {
@@ -948,8 +962,15 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             .iter()
             .map(|p| crate::suite::load_suite(p).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
+        if upstream {
+            return Err(
+                "suites mutate derives mutants from YAML suites; the kernel's own selftests (upstream) have none"
+                    .into(),
+            );
+        }
         let cfg = RunConfig {
             mutate: true,
+            upstream: false,
             mutants_only: None,
             cases: a.cases.clone(),
             jobs: a.jobs,

@@ -18,5 +18,6 @@ pub mod runner;
 pub mod snapshot;
 pub mod suite;
 pub mod tools;
+pub mod upstream;
 pub mod vm;
 pub mod yaml;

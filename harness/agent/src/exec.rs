@@ -19,7 +19,11 @@ pub fn mount(source: &str, target: &str, fstype: &str, readonly: bool, wait_ms: 
     if let Err(e) = std::fs::create_dir_all(target) {
         return Response::Errno(errno(e.raw_os_error().unwrap_or(libc::EIO)));
     }
-    let flags = if readonly { libc::MS_RDONLY } else { 0 };
+    let (fstype, flags) = match (fstype, readonly) {
+        ("bind", _) => ("none", libc::MS_BIND | libc::MS_REC),
+        (f, true) => (f, libc::MS_RDONLY),
+        (f, false) => (f, 0),
+    };
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     loop {
         match sys::mount_flags(source, target, fstype, flags) {
@@ -30,6 +34,18 @@ pub fn mount(source: &str, target: &str, fstype: &str, readonly: bool, wait_ms: 
             }
             Err(e) => return Response::Errno(errno(e)),
         }
+    }
+}
+
+pub fn symlink(target: &str, link: &str) -> Response {
+    if let Some(parent) = std::path::Path::new(link).parent() {
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            return Response::Errno(errno(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+    }
+    match std::os::unix::fs::symlink(target, link) {
+        Ok(()) => Response::Done,
+        Err(e) => Response::Errno(errno(e.raw_os_error().unwrap_or(libc::EIO))),
     }
 }
 

@@ -202,6 +202,7 @@ fn dispatch(req: Request) -> Response {
         Request::Mount { source, target, fstype, readonly, wait_ms } => {
             exec::mount(&source, &target, &fstype, readonly, wait_ms)
         }
+        Request::Symlink { target, link } => exec::symlink(&target, &link),
         Request::Exec { argv, root, cwd, env, timeout_ms } => {
             exec::exec(&argv, root.as_deref(), &cwd, &env, timeout_ms)
         }

@@ -125,11 +125,16 @@ pub enum Request {
     /// The state of a reader started with [`Request::StartReader`]: [`Response::Reader`].
     ReaderStatus { tag: String },
     /// `mount(2)` of `source` (a virtiofs tag, or the file system's name for pseudo file
-    /// systems) on `target` (created with its parents when missing), read-only if asked.
+    /// systems) on `target` (created with its parents when missing), read-only if asked;
+    /// fstype `bind` bind-mounts the directory `source` (recursively; `readonly` is then
+    /// ignored: bind what is read-only already).
     /// `wait_ms`: a virtiofs tag whose device is still being probed (hot-added a moment ago)
     /// gives EINVAL/ENODEV/ENOENT; the agent retries for up to this long. [`Response::Done`]
     /// or the last [`Response::Errno`].
     Mount { source: String, target: String, fstype: String, readonly: bool, wait_ms: u64 },
+    /// Create the symbolic link `link` → `target` (its parent directories too): [`Response::Done`]
+    /// or errno. Building a root for [`Request::Exec`] out of shared directories.
+    Symlink { target: String, link: String },
     /// Run a program to its end and collect its output: [`Response::Exited`]. `root` is
     /// `chroot`ed into first (a host's userspace shared over virtiofs), `cwd` is inside it;
     /// the environment is exactly `env`; stdin is /dev/null. A program still running after

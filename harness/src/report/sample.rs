@@ -50,6 +50,8 @@ fn case(
         error: error.map(String::from),
         divergence: divergence.map(String::from),
         guest_start_s: ran.then_some(0.21),
+        transport: None,
+        share_setup_s: None,
         logs: if ran { logs(release, suite, case) } else { BTreeMap::new() },
         steps: step_list,
         snapshots,

@@ -512,10 +512,24 @@ impl Vm {
                 source: std::io::ErrorKind::NotConnected.into(),
             })?;
             let chardev = format!("vfs-{}", share.tag);
-            q.chardev_add_unix(&chardev, &daemon.socket).map_err(|source| VmError::Qmp {
-                what: format!("adding share {}: chardev-add {}", share.tag, daemon.socket.display()),
-                source,
-            })?;
+            // virtiofsd binds its socket a moment before it listens: a refused connection is
+            // retried for up to 5 s (probing with a connection of our own would be taken by the
+            // daemon as its one frontend).
+            let until = Instant::now() + Duration::from_secs(5);
+            loop {
+                match q.chardev_add_unix(&chardev, &daemon.socket) {
+                    Ok(()) => break,
+                    Err(e) if e.to_string().contains("Connection refused") && Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(source) => {
+                        return Err(VmError::Qmp {
+                            what: format!("adding share {}: chardev-add {}", share.tag, daemon.socket.display()),
+                            source,
+                        })
+                    }
+                }
+            }
             // The tag is the device's: virtiofsd's own --tag would crash QEMU 7.1–8.0.
             q.device_add(
                 "vhost-user-fs-pci",
