@@ -252,6 +252,17 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "tcg")]
         accel: Accel,
     },
+    /// What a virtiofs share costs a case (host time): virtiofsd start, hot-add of the
+    /// vhost-user-fs-pci device, the guest's mount, on guests restored one at a time.
+    Share {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Restores, each with one share added.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: Accel,
+    },
     /// Handler latency: what a call of a livepatched function costs, per kernel and state
     /// (unpatched, ftrace-only, patched, patched+ftrace, stacked, replace-nop, after-disable),
     /// interleaved in randomised rounds in one fresh guest per kernel; writes DIR/bench.json
@@ -515,6 +526,23 @@ pub fn execute(cmd: Command) -> i32 {
             let recipe = crate::image::GuestRecipe::from_workspace(&a.common.workspace).map_err(|e| e.to_string())?;
             let bench = crate::bench::boot_to_agent(k, &agent, &a.common.cache(), &recipe, accel, runs, &progress)?;
             print!("{}", bench.render(&format!("{} under {accel}", k.release)));
+            Ok(())
+        }),
+        Command::Bench(BenchCommand::Share { kernel: a, runs, accel }) => with_kernel(&a, &progress, |k| {
+            if runs == 0 || accel == Accel::Auto {
+                return Err("--runs must be at least 1 and --accel kvm or tcg".into());
+            }
+            let agent =
+                crate::image::agent_binary(&a.common.workspace, &progress).map_err(|e| runner::chain_error(&e))?;
+            let recipe = crate::image::GuestRecipe::from_workspace(&a.common.workspace).map_err(|e| e.to_string())?;
+            let series = crate::bench::share_cost(k, &agent, &a.common.cache(), &recipe, accel, runs, &progress)?;
+            print!(
+                "{}",
+                crate::bench::render(
+                    &format!("one virtiofs share on a restored guest, {} under {accel}, host time", k.release),
+                    &series
+                )
+            );
             Ok(())
         }),
         Command::Bench(BenchCommand::Latency(a)) => bench_exit(bench_latency(&a, &progress)),

@@ -122,6 +122,10 @@ pub struct Artefacts {
     pub scripts: Vec<Script>,
     /// How the test modules were built (`host gcc-12`, `root bullseye … gcc-10`).
     pub built_with: String,
+    /// From 6.8 the scripts build their modules themselves and skip unless `$KDIR` (default
+    /// `/lib/modules/$(uname -r)/build`) is a directory; theirs are built already, so `KDIR`
+    /// names the directory they are in (`has_kdir` only checks that it exists).
+    pub kdir: Option<String>,
 }
 
 /// The C files that are test modules: `lib/livepatch/test_klp_*.c` (up to 6.7), else every
@@ -170,13 +174,14 @@ pub fn prepare(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Art
     let config = crate::kernel::config::KConfig::load(&kernel.config)
         .map_err(|e| format!("reading the kernel's config: {e}"))?;
     let decision = buildenv::decide(kernel, &config).map_err(|e| chain(&e))?;
+    let programs = helper_programs(&src.selftests());
     let mut parts: Vec<Vec<u8>> = vec![
-        b"upstream-1".to_vec(),
+        b"upstream-2".to_vec(),
         crate::kmod::headers_identity(kernel),
         decision.identity().into_bytes(),
         kernel.modules_dir.display().to_string().into_bytes(),
     ];
-    for p in &sources {
+    for p in sources.iter().chain(&programs) {
         parts.push(p.file_name().unwrap_or_default().to_string_lossy().as_bytes().to_vec());
         parts.push(std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?);
     }
@@ -193,6 +198,7 @@ pub fn prepare(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Art
         test_modules: names.clone(),
         scripts: scripts.clone(),
         built_with,
+        kdir: in_selftests.then(|| format!("{GUEST_SELFTESTS}/test_modules")),
     };
     let built_with_of = |dir: &Path| std::fs::read_to_string(dir.join("built-with")).unwrap_or_default();
     if e.verify_for_use(progress) {
@@ -213,7 +219,7 @@ pub fn prepare(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Art
         kernel.release,
         env.describe()
     ));
-    let staging = release_dir.join(format!("{}.partial", &key[..16]));
+    let staging = release_dir.join(format!(".{}.partial", &key[..16]));
     let _ = crate::kmod::remove_tree(&staging);
     let build = staging.join("build");
     std::fs::create_dir_all(&build).map_err(|e| format!("creating {}: {e}", build.display()))?;
@@ -257,6 +263,16 @@ pub fn prepare(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Art
                 .map_err(|e| format!("copying {}: {e}", k.display()))?;
         }
     }
+    // The scripts' user-space helpers (TEST_GEN_FILES, e.g. test-syscall.sh's
+    // test_klp-call_getpid): built with the host's compiler, as they run on the host's libc.
+    for p in &programs {
+        let name = p.file_stem().unwrap_or_default();
+        let cc = crate::tools::require_tool("gcc", "gcc", "build the selftests' helper programs")
+            .map_err(|e| e.to_string())?;
+        let mut cmd = std::process::Command::new(cc);
+        cmd.args(["-O2", "-Wall", "-o"]).arg(st.join(name)).arg(p);
+        crate::tools::run_capture(&mut cmd).map_err(|e| format!("building {}: {e}", p.display()))?;
+    }
     let _ = crate::kmod::remove_tree(&build);
     std::fs::write(staging.join("built-with"), env.describe()).map_err(|e| format!("writing built-with: {e}"))?;
     e.record_in(
@@ -268,6 +284,17 @@ pub fn prepare(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Art
     std::fs::rename(&staging, &dir).map_err(|e| format!("renaming {}: {e}", staging.display()))?;
     progress.note(format!("upstream: test modules and modules tree ready ({:.1}s)", started.elapsed().as_secs_f64()));
     Ok(artefacts(env.describe()))
+}
+
+/// The user-space programs the scripts run, as C files at the top of the selftests directory.
+fn helper_programs(selftests: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(selftests)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "c")).collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Mirror `from` into `to` with hard links (copies across file systems); symlinks are left
@@ -406,9 +433,9 @@ pub fn script_command(script: &Script) -> Vec<String> {
     ]
 }
 
-/// The environment of a script: a root login's, minimal.
-pub fn script_env() -> Vec<(String, String)> {
-    [
+/// The environment of a script: a root login's, minimal (and `KDIR`, see [`Artefacts::kdir`]).
+pub fn script_env(kdir: Option<&str>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
         ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("HOME", "/root"),
         ("USER", "root"),
@@ -418,7 +445,11 @@ pub fn script_env() -> Vec<(String, String)> {
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    .collect();
+    if let Some(k) = kdir {
+        env.push(("KDIR".into(), k.into()));
+    }
+    env
 }
 
 /// The verdict on one test of a script.
@@ -452,7 +483,10 @@ pub fn judge(script: &Script, r: &ExecResult) -> Vec<TestVerdict> {
             .iter()
             .map(|l| l.text.as_str())
             .chain(r.stderr.lines())
-            .find_map(|l| l.find("SKIP: ").map(|i| l[i + 6..].trim().to_string()))
+            .find_map(|l| {
+                let at = |m: &str| l.find(m).map(|i| l[i + m.len()..].trim().to_string());
+                at("SKIP: ").or_else(|| at("skip all tests: "))
+            })
             .unwrap_or_else(|| "the script exited with ksft_skip (4)".into())
     };
     let mut out = Vec::new();

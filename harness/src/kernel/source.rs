@@ -47,6 +47,20 @@ pub fn entry(dir: &Path) -> crate::cache::Entry {
     crate::cache::Entry::dir(dir, "kernel source")
 }
 
+/// The source of `kernel` if it is already there (a local tree, or a complete cache entry),
+/// without fetching anything: for `--list`.
+pub fn cached(kernel: &Kernel, cache: &Path) -> Option<KernelSource> {
+    if kernel.debian_suite.is_none() {
+        let tree = kernel.headers_dir.clone();
+        return tree.join(SELFTESTS).is_dir().then(|| KernelSource { origin: tree.display().to_string(), tree });
+    }
+    let line = kernel_line(&kernel.version)?;
+    let dir = cache.join("src").join(format!("linux-source-{line}_{}", kernel.version));
+    dir.join(crate::cache::RECORD)
+        .is_file()
+        .then(|| KernelSource { tree: dir.join("tree"), origin: format!("linux-source-{line} {}", kernel.version) })
+}
+
 /// The source of `kernel`, fetched and unpacked into the cache if needed.
 pub fn ensure(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<KernelSource, KernelError> {
     let Some(suite) = kernel.debian_suite.as_deref() else {
@@ -101,7 +115,7 @@ pub fn ensure(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Kern
     progress.note(format!("kernel source: unpacking {} of {}", KEPT.join(" and "), deb.display()));
     require_tool("dpkg-deb", "dpkg", "unpack Debian's linux-source package")?;
     require_tool("xz", "xz-utils", "unpack the kernel source tarball")?;
-    let staging = root.join(format!("{name}.partial"));
+    let staging = root.join(format!(".{name}.partial"));
     let _ = crate::kmod::remove_tree(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| KernelError::io(format!("creating {}", staging.display()), e))?;
     // Only the two directories, straight out of the .deb's tarball (the whole tree is ~1.4 GB).

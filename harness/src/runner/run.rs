@@ -360,6 +360,11 @@ pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) 
             .and_then(|c| kernel::prereq::harness_message(&kernel.release, &c, &guest));
         let (mut run, mut skip, mut error) = (0, 0, 0);
         for ls in &suites {
+            if ls.upstream {
+                let (r, e) = list_upstream(&kernel, cfg, prereq.as_deref(), out)?;
+                run += r;
+                error += e;
+            }
             for case in &ls.suite.cases {
                 let id = format!("{}/{}", ls.suite.name(), case.name());
                 let line = if let Some(msg) = &prereq {
@@ -384,6 +389,57 @@ pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) 
         w(out, format!("  {} cases: {run} run, {skip} skip, {error} error", run + skip + error))?;
     }
     Ok(())
+}
+
+/// `--list` of the kernel's own selftests: their tests when the kernel's source is at hand,
+/// else what will be fetched. Returns (run, error) counts.
+fn list_upstream(
+    kernel: &Kernel,
+    cfg: &RunConfig,
+    prereq: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> Result<(usize, usize), RunError> {
+    let mut w =
+        |line: String| writeln!(out, "{line}").map_err(|source| RunError::Output { path: "stdout".into(), source });
+    let suite = crate::upstream::SUITE;
+    let scripts = crate::kernel::source::cached(kernel, &cfg.cache)
+        .map(|src| crate::upstream::discover(&src.selftests()).map(|s| (src, s)));
+    match scripts {
+        None => {
+            w(format!(
+                "  run   {suite}/*: the kernel's own livepatch selftests, from its source (fetched at run time)"
+            ))?;
+            Ok((1, 0))
+        }
+        Some(Err(e)) => {
+            w(format!("  error {suite}/*: {e}"))?;
+            Ok((0, 1))
+        }
+        Some(Ok((src, scripts))) => {
+            let globs: Vec<globset::GlobMatcher> =
+                cfg.cases.iter().filter_map(|p| globset::Glob::new(p).ok()).map(|g| g.compile_matcher()).collect();
+            let (mut run, mut error) = (0, 0);
+            for s in &scripts {
+                for t in &s.tests {
+                    let id = format!("{suite}/{}", s.case_name(t));
+                    if !globs.is_empty() && !globs.iter().any(|g| g.is_match(&id)) {
+                        continue;
+                    }
+                    match prereq {
+                        Some(msg) => {
+                            error += 1;
+                            w(format!("  error {id}: {}", msg.lines().next().unwrap_or("")))?;
+                        }
+                        None => {
+                            run += 1;
+                            w(format!("  run   {id} ({}, in {})", s.file, src.origin))?;
+                        }
+                    }
+                }
+            }
+            Ok((run, error))
+        }
+    }
 }
 
 /// What to do for one case on one kernel, decided before any guest boots.
@@ -844,7 +900,6 @@ fn run_script(
         b.started_at = Some(started_at.clone());
         b.transport = Some("virtiofs".into());
         b.logs.insert("console".into(), rel.join("console.log").display().to_string());
-        b.logs.insert("output".into(), rel.join("output.log").display().to_string());
     }
     let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
     let vm = match &p.saved {
@@ -868,7 +923,7 @@ fn run_script(
         &upstream::script_command(script),
         Some(upstream::GUEST_ROOT),
         upstream::GUEST_SELFTESTS,
-        &upstream::script_env(),
+        &upstream::script_env(a.kdir.as_deref()),
         upstream::SCRIPT_TIMEOUT,
     );
     // The kernel log is part of the evidence whatever the verdict.
@@ -905,7 +960,12 @@ fn run_script(
         text.push_str("--- stderr ---\n");
         text.push_str(&r.stderr);
     }
-    let _ = crate::fsutil::write_atomic(&workdir.join("output.log"), text.as_bytes());
+    let kept = crate::fsutil::write_atomic(&workdir.join("output.log"), text.as_bytes()).is_ok();
+    if kept {
+        for b in &mut bases {
+            b.logs.insert("output".into(), rel.join("output.log").display().to_string());
+        }
+    }
     let verdicts = upstream::judge(script, &r);
     let n = bases.len().max(1) as f64;
     bases
