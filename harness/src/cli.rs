@@ -252,6 +252,17 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "tcg")]
         accel: Accel,
     },
+    /// What a virtiofs share costs a case (host time): virtiofsd start, hot-add of the
+    /// vhost-user-fs-pci device, the guest's mount, on guests restored one at a time.
+    Share {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Restores, each with one share added.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: Accel,
+    },
     /// Handler latency: what a call of a livepatched function costs, per kernel and state
     /// (unpatched, ftrace-only, patched, patched+ftrace, stacked, replace-nop, after-disable),
     /// interleaved in randomised rounds in one fresh guest per kernel; writes DIR/bench.json
@@ -540,6 +551,23 @@ pub fn execute(cmd: Command) -> i32 {
             print!("{}", bench.render(&format!("{} under {accel}", k.release)));
             Ok(())
         }),
+        Command::Bench(BenchCommand::Share { kernel: a, runs, accel }) => with_kernel(&a, &progress, |k| {
+            if runs == 0 || accel == Accel::Auto {
+                return Err("--runs must be at least 1 and --accel kvm or tcg".into());
+            }
+            let agent =
+                crate::image::agent_binary(&a.common.workspace, &progress).map_err(|e| runner::chain_error(&e))?;
+            let recipe = crate::image::GuestRecipe::from_workspace(&a.common.workspace).map_err(|e| e.to_string())?;
+            let series = crate::bench::share_cost(k, &agent, &a.common.cache(), &recipe, accel, runs, &progress)?;
+            print!(
+                "{}",
+                crate::bench::render(
+                    &format!("one virtiofs share on a restored guest, {} under {accel}, host time", k.release),
+                    &series
+                )
+            );
+            Ok(())
+        }),
         Command::Bench(BenchCommand::Latency(a)) => bench_exit(bench_latency(&a, &progress)),
         Command::Bench(BenchCommand::Compare { run, compare }) => bench_exit(bench_compare(&run, &compare)),
         Command::Bench(BenchCommand::Suite { kernels, suites, jobs, rounds, accel, common }) => {
@@ -664,9 +692,15 @@ fn with_kernel(a: &KernelArgs, progress: &Progress, f: impl FnOnce(&kernel::Kern
 fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<RunConfig, String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
-            .map_err(|e| e.to_string())?;
-        if suites.is_empty() {
+        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
+        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
+        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
+        let suites = if upstream && named.is_empty() {
+            Vec::new()
+        } else {
+            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
+        };
+        if suites.is_empty() && !upstream {
             return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
         }
         if a.jobs == 0 {
@@ -677,6 +711,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             mutants_only: None,
             user_modules: Vec::new(),
             snapshot_overrides: Default::default(),
+            upstream,
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
@@ -947,6 +982,7 @@ fn bench_suite(
         mutants_only: None,
         user_modules: Vec::new(),
         snapshot_overrides: Default::default(),
+        upstream: false,
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
@@ -1058,9 +1094,15 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
 fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<(RunConfig, Vec<crate::suite::Suite>), String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
-            .map_err(|e| e.to_string())?;
-        if suites.is_empty() {
+        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
+        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
+        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
+        let suites = if upstream && named.is_empty() {
+            Vec::new()
+        } else {
+            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
+        };
+        if suites.is_empty() && !upstream {
             return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
         }
         if a.jobs == 0 {
@@ -1070,8 +1112,15 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             .iter()
             .map(|p| crate::suite::load_suite(p).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
+        if upstream {
+            return Err(
+                "suites mutate derives mutants from YAML suites; the kernel's own selftests (upstream) have none"
+                    .into(),
+            );
+        }
         let cfg = RunConfig {
             mutate: true,
+            upstream: false,
             mutants_only: None,
             user_modules: Vec::new(),
             snapshot_overrides: Default::default(),

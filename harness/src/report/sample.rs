@@ -50,6 +50,9 @@ fn case(
         error: error.map(String::from),
         divergence: divergence.map(String::from),
         guest_start_s: ran.then_some(0.21),
+        // One case as the kernel's own selftests run (host directories over virtiofs).
+        transport: ran.then(|| if case == "remove-while-enabled" { "virtiofs" } else { "initramfs" }.to_string()),
+        share_setup_s: (ran && case == "remove-while-enabled").then_some(0.42),
         logs: if ran { logs(release, suite, case) } else { BTreeMap::new() },
         notes: if ran && case == "load-enable-disable-remove" {
             vec![format!("[    1.234567] livepatch: enabling patch '{case}'")]

@@ -1,4 +1,6 @@
-//! QEMU must never outlive the harness. Three layers make sure of it:
+//! QEMU must never outlive the harness, nor the virtiofsd daemons serving its shares
+//! ([`super::virtiofs`]): both are registered here and handled alike. Three layers make sure
+//! of it:
 //!
 //! 1. `PR_SET_PDEATHSIG(SIGKILL)` in the child: the kernel kills QEMU when the harness dies,
 //!    whatever killed it (Ctrl-C's default action, SIGKILL, a crash). Caveat: the signal fires
@@ -32,7 +34,7 @@ pub(crate) fn unregister(pgid: i32) {
     }
 }
 
-/// SIGKILL every QEMU process group this process started and has not reaped yet.
+/// SIGKILL every QEMU and virtiofsd process group this process started and has not reaped yet.
 /// Async-signal-safe (atomics and kill(2) only): callable from a signal handler.
 pub fn kill_all_vms() {
     for s in &LIVE {
