@@ -1,10 +1,11 @@
 //! Bring your own livepatch module, for real: the kernel's own `samples/livepatch/livepatch-sample.c`
 //! (and `livepatch-callbacks-demo.c`, for its callbacks' messages and its objects of modules not
-//! loaded) and `lib/livepatch/test_klp_livepatch.c` from Debian's linux-source package of the pinned default kernel's version (downloaded once
-//! into `<cache>/src-dl`), built with that kernel's headers, runs the generic contract suite
-//! with `conformance --module` and a user suite with `--module-suite` that loads it by name;
-//! its snapshots are stored on the first run and matched on the second; the same module with
-//! its vermagic patched to another release is refused before boot with exit 2.
+//! loaded) and `lib/livepatch/test_klp_livepatch.c`, from Debian's linux-source package of the
+//! pinned default kernel's version (fetched once into the cache by `kernel::source`, as
+//! `--suite upstream` does), built with that kernel's kbuild (`kmod::external`), run the generic
+//! contract suite with `conformance --module`, and a user suite with `--module-suite` loads the
+//! sample by name; the snapshots are stored on the first run and matched on the second; the
+//! same module with its vermagic patched to another release is refused before boot, exit 2.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,23 +51,28 @@ fn livepatch_sample_from_debian_source_passes_the_generic_suite_and_a_wrong_verm
     let k = kernel::resolve(&KernelSpec::Pinned(pin.clone()), &cache, &progress).unwrap();
 
     let t = Instant::now();
-    let deb = external::linux_source_deb(&cache, &pin.suite, &pin.version, &progress).unwrap();
+    // The kernel's source as `--suite upstream` fetches it (once, into the cache).
+    let src = klp_conform::kernel::source::ensure(&k, &cache, &progress).unwrap();
+    let files: Vec<PathBuf> = [
+        "samples/livepatch/livepatch-sample.c",
+        "lib/livepatch/test_klp_livepatch.c",
+        "samples/livepatch/livepatch-callbacks-demo.c",
+    ]
+    .iter()
+    .map(|f| src.tree.join(f))
+    .collect();
+    // In the cache: a toolchain root (a kernel the host cannot build for) sees only the cache.
+    let build_dir = tempfile::Builder::new().prefix(".klp-vm-user-module-").tempdir_in(&cache).unwrap();
+    let build = build_dir.path().join("build");
     let tmp = tempfile::tempdir().unwrap();
-    let build = tmp.path().join("build");
-    std::fs::create_dir_all(&build).unwrap();
-    let src = external::extract_source_files(
-        &deb,
-        &[
-            "samples/livepatch/livepatch-sample.c",
-            "lib/livepatch/test_klp_livepatch.c",
-            "samples/livepatch/livepatch-callbacks-demo.c",
-        ],
-        &build,
-    )
-    .unwrap();
-    let kos = external::build_external_modules(&k, &build, &src).unwrap();
+    let (kos, built_with) = external::build_external_modules(&k, &cache, &build, &files, &progress).unwrap();
     let (ko, selftest, callbacks) = (kos[0].clone(), kos[1].clone(), kos[2].clone());
-    eprintln!("livepatch-sample.ko and test_klp_livepatch.ko for {} in {:.1} s", k.release, t.elapsed().as_secs_f64());
+    eprintln!(
+        "livepatch-sample.ko, test_klp_livepatch.ko and livepatch-callbacks-demo.ko of {} for {} with {built_with} in {:.1} s",
+        src.origin,
+        k.release,
+        t.elapsed().as_secs_f64()
+    );
     // What the harness reads of them before boot: one vmlinux object patching cmdline_proc_show.
     for f in &kos[..2] {
         let info = klp_conform::usermod::ko::read_ko(f).unwrap();

@@ -1,10 +1,11 @@
 //! The source of a kernel under test, as far as its own livepatch selftests need it:
 //! `lib/` (the test modules, `lib/livepatch/test_klp_*.c` up to 6.x) and
-//! `tools/testing/selftests/livepatch/` (the scripts; `test_modules/` from 6.8 on).
+//! `tools/testing/selftests/livepatch/` (the scripts; `test_modules/` from 6.8 on); and
+//! `samples/livepatch/`, the kernel's sample livepatch modules (`--module`'s tests).
 //!
 //! A Debian kernel's is Debian's `linux-source-<line>` package of the kernel's exact version,
 //! downloaded with klp-conform's own apt lists into `<cache>/src-dl/` (where the tree test
-//! keeps it too) and unpacked, only those two directories, into the verified cache entry
+//! keeps it too) and unpacked, only those directories ([`KEPT`]), into the verified cache entry
 //! `<cache>/src/linux-source-<line>_<version>/tree/`. A local build tree is its own source.
 
 use std::path::{Path, PathBuf};
@@ -15,8 +16,10 @@ use super::{Kernel, KernelError};
 use crate::progress::Progress;
 use crate::tools::{require_tool, run_capture};
 
-/// The directories of the source tree that are kept (relative to its top).
-pub const KEPT: &[&str] = &["lib", "tools/testing/selftests/livepatch"];
+/// The directories of the source tree that are kept (relative to its top): the selftests'
+/// and the kernel's livepatch samples (which `--module`'s tests build as modules nobody here
+/// wrote).
+pub const KEPT: &[&str] = &["lib", "samples/livepatch", "tools/testing/selftests/livepatch"];
 /// Where a kernel's livepatch selftests are in its tree.
 pub const SELFTESTS: &str = "tools/testing/selftests/livepatch";
 
@@ -85,14 +88,16 @@ pub fn ensure(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Kern
     let origin = format!("{package} {} ({suite})", kernel.version);
     let e = entry(&dir);
     let done = || KernelSource { tree: dir.join("tree"), origin: origin.clone() };
-    if e.verify_for_use(progress) {
+    // An entry unpacked when fewer directories were kept is made again.
+    let complete = || e.verify_for_use(progress) && KEPT.iter().all(|k| dir.join("tree").join(k).is_dir());
+    if complete() {
         return Ok(done());
     }
     std::fs::create_dir_all(&root).map_err(|e| KernelError::io(format!("creating {}", root.display()), e))?;
     let lock = root.join(format!("{name}.lock"));
     let _lock = crate::fsutil::FileLock::acquire(&lock)
         .map_err(|e| KernelError::io(format!("locking {}", lock.display()), e))?;
-    if e.verify_for_use(progress) {
+    if complete() {
         return Ok(done());
     }
     let _ = crate::kmod::remove_tree(&dir);
@@ -112,7 +117,7 @@ pub fn ensure(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Kern
             });
         }
     }
-    progress.note(format!("kernel source: unpacking {} of {}", KEPT.join(" and "), deb.display()));
+    progress.note(format!("kernel source: unpacking {} of {}", KEPT.join(", "), deb.display()));
     require_tool("dpkg-deb", "dpkg", "unpack Debian's linux-source package")?;
     require_tool("xz", "xz-utils", "unpack the kernel source tarball")?;
     let staging = root.join(format!(".{name}.partial"));
