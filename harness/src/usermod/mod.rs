@@ -213,6 +213,14 @@ pub fn generic_suite(modules: &[UserModule]) -> String {
         // inside the load or on a retry a second later (timing, not behaviour), so what sysfs
         // and the log show there differs from run to run.
         step(&mut y, format!("wait: {{path: {}, equals: \"0\", timeout_s: 60}}", q(&format!("{p}/transition"))));
+        if let Declared::Read { objects, replace } = &m.info.declared {
+            if let Some((path, listing)) = expected_tree(n, objects, *replace) {
+                y.push_str(&format!("      - tree:\n          path: {}\n          equals: |\n", q(&path)));
+                for line in listing {
+                    y.push_str(&format!("            {line}\n"));
+                }
+            }
+        }
         step(
             &mut y,
             format!(
@@ -249,6 +257,41 @@ pub fn generic_suite(modules: &[UserModule]) -> String {
         step(&mut y, "snapshot: removed".into());
     }
     y
+}
+
+/// The exact sysfs listing once the patching transition is complete (SPEC §1, with the
+/// attributes later kernels add, as `suites/enabling.yaml` checks them on every pinned kernel):
+/// the whole `/sys/kernel/livepatch` when the patch has only a vmlinux object, else only its
+/// `vmlinux/` directory (a module object's `patched` depends on whether that module is loaded,
+/// which the host cannot know). `None` when there is no vmlinux object.
+fn expected_tree(name: &str, objects: &[ko::DeclaredObject], replace: bool) -> Option<(String, Vec<String>)> {
+    let vmlinux = objects.iter().find(|o| o.name.is_none())?;
+    let object_lines = |prefix: &str| -> Vec<(String, String)> {
+        let mut v = vec![(format!("{prefix}patched"), format!("-r--r--r-- {prefix}patched = 1  [>= 6.1]"))];
+        for f in &vmlinux.funcs {
+            let p = format!("{prefix}{}", f.sysfs_name());
+            v.push((p.clone(), format!("drwxr-xr-x {p}/")));
+        }
+        v
+    };
+    let (path, mut lines) = if objects.len() == 1 {
+        let mut v = vec![
+            (name.to_string(), format!("drwxr-xr-x {name}/")),
+            (format!("{name}/enabled"), format!("-rw-r--r-- {name}/enabled = 1")),
+            (format!("{name}/force"), format!("--w------- {name}/force (EACCES)")),
+            (format!("{name}/replace"), format!("-r--r--r-- {name}/replace = {}  [>= 6.11]", u8::from(replace))),
+            (format!("{name}/stack_order"), format!("-r--r--r-- {name}/stack_order = 1  [>= 6.14]")),
+            (format!("{name}/transition"), format!("-r--r--r-- {name}/transition = 0")),
+            (format!("{name}/vmlinux"), format!("drwxr-xr-x {name}/vmlinux/")),
+        ];
+        v.extend(object_lines(&format!("{name}/vmlinux/")));
+        ("/sys/kernel/livepatch".to_string(), v)
+    } else {
+        (format!("/sys/kernel/livepatch/{name}/vmlinux"), object_lines(""))
+    };
+    // The agent lists a tree sorted by path.
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    Some((path, lines.into_iter().map(|(_, l)| l).collect()))
 }
 
 /// The kernel-log records a module's case shows: those that name the module (its own
@@ -292,6 +335,17 @@ mod tests {
         assert_eq!(s.cases[0].modules(), vec!["livepatch_sample"]);
         assert!(text.contains("expect_exists: \"/sys/kernel/livepatch/livepatch_sample/vmlinux/cmdline_proc_show,1\""));
         assert!(s.cases[1].description.contains("not read from the .ko (stripped)"));
+        let tree = "      - tree:\n          path: \"/sys/kernel/livepatch\"\n          equals: |\n            \
+                    drwxr-xr-x livepatch_sample/\n            \
+                    -rw-r--r-- livepatch_sample/enabled = 1\n            \
+                    --w------- livepatch_sample/force (EACCES)\n            \
+                    -r--r--r-- livepatch_sample/replace = 0  [>= 6.11]\n            \
+                    -r--r--r-- livepatch_sample/stack_order = 1  [>= 6.14]\n            \
+                    -r--r--r-- livepatch_sample/transition = 0\n            \
+                    drwxr-xr-x livepatch_sample/vmlinux/\n            \
+                    drwxr-xr-x livepatch_sample/vmlinux/cmdline_proc_show,1/\n            \
+                    -r--r--r-- livepatch_sample/vmlinux/patched = 1  [>= 6.1]\n";
+        assert!(text.contains(tree), "{text}");
         let names: Vec<_> = s.cases[0]
             .steps
             .iter()
