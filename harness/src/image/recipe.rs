@@ -350,7 +350,6 @@ mod tests {
         assert_eq!(klp_protocol::Channel::from_cmdline(&cmdline), Ok(r.agent_channel()));
         let isa = r.with_isa_serial();
         assert_eq!(isa.agent_channel().to_string(), "tty:ttyS1");
-        // The channel's virtio drivers go; pvpanic_mmio and virtiofs stay.
         assert_eq!(isa.boot_modules().len(), 2);
     }
 

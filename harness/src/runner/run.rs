@@ -973,15 +973,23 @@ fn run_script(
     let console = vm.console_text();
     vm.quit();
     let duration = started.elapsed().as_secs_f64();
-    let r = match exec {
-        Ok(r) => r,
+    let (r, lost) = match exec {
+        Ok(r) => (r, None),
         Err(e) => {
+            // The agent never answered: what the script printed until then reached the host
+            // through the results share (tee), so the tests it finished keep their verdicts.
             let gone = super::guest::GuestError::from_agent(&e);
-            let why = match super::exec::judge_lost_guest(&gone, &console) {
-                Ok((_, actual)) => format!("the kernel died running {}: {actual}", script.file),
-                Err(message) => format!("running {}: {message}", script.file),
+            let judged = super::exec::judge_lost_guest(&gone, &console);
+            let log = std::fs::read_to_string(results.join(format!("{}.log", script.name))).unwrap_or_default();
+            let r = klp_protocol::ExecResult {
+                code: None,
+                signal: None,
+                timed_out: false,
+                stdout: log.lines().map(|l| klp_protocol::OutputLine { ms: 0, text: l.to_string() }).collect(),
+                stderr: String::new(),
+                elapsed_ms: 0,
             };
-            return all_errored(bases, why);
+            (r, Some(judged))
         }
     };
     let mut text = String::new();
@@ -998,7 +1006,20 @@ fn run_script(
             b.logs.insert("output".into(), rel.join("output.log").display().to_string());
         }
     }
-    let verdicts = upstream::judge(script, &r);
+    let mut verdicts = upstream::judge(script, &r);
+    if let Some(judged) = lost {
+        // The test the script was in when the guest was lost: FAIL if the kernel died (a
+        // finding), ERROR if the harness lost its channel; the rest were never run.
+        if let Some(i) = verdicts.iter().position(|v| !matches!(v, TestVerdict::Pass { .. })) {
+            verdicts[i] = match judged {
+                Ok((_, actual)) => TestVerdict::Fail { diff: format!("the kernel died: {actual}"), seconds: 0.0 },
+                Err(message) => TestVerdict::Error(format!("running {}: {message}", script.file)),
+            };
+            for v in verdicts.iter_mut().skip(i + 1) {
+                *v = TestVerdict::NotRun(format!("not run: the guest running {} was lost", script.file));
+            }
+        }
+    }
     let n = bases.len().max(1) as f64;
     bases
         .into_iter()

@@ -555,8 +555,14 @@ impl Vm {
             .mount(&share.tag, &share.guest_dir, "virtiofs", share.readonly, Duration::from_secs(30))
             .map_err(VmError::Agent)?;
         if let Err(e) = mounted {
+            let hint = if matches!(e.name.as_str(), "ENODEV" | "EINVAL") {
+                " (the kernel needs CONFIG_VIRTIO_FS, its virtiofs module in the guest image, and ACPI PCI \
+                 hotplug, CONFIG_HOTPLUG_PCI_ACPI, to see the hot-added device)"
+            } else {
+                ""
+            };
             return Err(VmError::State(format!(
-                "the guest could not mount share {} on {}: {} ({}: {}); console tail:\n{}",
+                "the guest could not mount share {} on {}: {} ({}: {}){hint}; console tail:\n{}",
                 share.tag,
                 share.guest_dir,
                 e.name,
