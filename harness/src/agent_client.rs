@@ -305,6 +305,62 @@ impl AgentClient {
         }
     }
 
+    /// Mount `source` (a virtiofs tag, or a pseudo file system's name) on `target` in the
+    /// guest; a tag whose hot-added device is still being probed is retried for up to `wait`.
+    pub fn mount(
+        &mut self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        readonly: bool,
+        wait: Duration,
+    ) -> Result<Result<(), Errno>, AgentError> {
+        let req = Request::Mount {
+            source: source.into(),
+            target: target.into(),
+            fstype: fstype.into(),
+            readonly,
+            wait_ms: wait.as_millis() as u64,
+        };
+        match self.call(req, "mount", self.timeout + wait)? {
+            Response::Done => Ok(Ok(())),
+            Response::Errno(e) => Ok(Err(e)),
+            other => Err(unexpected("mount", other)),
+        }
+    }
+
+    /// Create the symlink `link` → `target` in the guest.
+    pub fn symlink(&mut self, target: &str, link: &str) -> Result<Result<(), Errno>, AgentError> {
+        match self.call(Request::Symlink { target: target.into(), link: link.into() }, "symlink", self.timeout)? {
+            Response::Done => Ok(Ok(())),
+            Response::Errno(e) => Ok(Err(e)),
+            other => Err(unexpected("symlink", other)),
+        }
+    }
+
+    /// Run a program in the guest to its end (killed after `timeout`), optionally chrooted.
+    pub fn exec(
+        &mut self,
+        argv: &[String],
+        root: Option<&str>,
+        cwd: &str,
+        env: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<klp_protocol::ExecResult, AgentError> {
+        let req = Request::Exec {
+            argv: argv.to_vec(),
+            root: root.map(String::from),
+            cwd: cwd.into(),
+            env: env.to_vec(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        // The agent answers once the program is gone: its own deadline plus a margin.
+        match self.call(req, "exec", timeout + self.timeout)? {
+            Response::Exited(r) => Ok(r),
+            other => Err(unexpected("exec", other)),
+        }
+    }
+
     /// Ask the agent to sync and power off; `Ok` once it acknowledged (the guest then goes away).
     pub fn power_off(&mut self) -> Result<(), AgentError> {
         match self.call(Request::PowerOff, "power_off", self.timeout)? {

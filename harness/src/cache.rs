@@ -458,6 +458,14 @@ pub fn entries(cache: &Path) -> Vec<Entry> {
     for d in subdirs("apt") {
         out.push(apt_lists(&d));
     }
+    for d in subdirs("src") {
+        out.push(crate::kernel::source::entry(&d));
+    }
+    for rel in subdirs("upstream") {
+        for d in subdirs(&format!("upstream/{}", rel.file_name().unwrap_or_default().to_string_lossy())) {
+            out.push(crate::upstream::entry(&d));
+        }
+    }
     let probe = cache.join(crate::vm::accel::CACHE_FILE);
     if probe.exists() {
         out.push(accel_probe(&probe));
@@ -516,13 +524,18 @@ pub fn clean(cache: &Path, releases: Option<&[String]>) -> Result<Vec<PathBuf>, 
     match releases {
         Some(rels) => {
             for r in rels {
-                for p in [cache.join("kernels").join(r), cache.join("boot").join(r), cache.join("modules").join(r)] {
+                for p in [
+                    cache.join("kernels").join(r),
+                    cache.join("boot").join(r),
+                    cache.join("modules").join(r),
+                    cache.join("upstream").join(r),
+                ] {
                     targets.push(p);
                 }
             }
         }
         None => {
-            for d in ["kernels", "boot", "modules", "rust-core", "toolchains", "apt"] {
+            for d in ["kernels", "boot", "modules", "rust-core", "toolchains", "apt", "src", "upstream"] {
                 targets.push(cache.join(d));
             }
             targets.push(cache.join(crate::vm::accel::CACHE_FILE));

@@ -252,6 +252,17 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "tcg")]
         accel: Accel,
     },
+    /// What a virtiofs share costs a case (host time): virtiofsd start, hot-add of the
+    /// vhost-user-fs-pci device, the guest's mount, on guests restored one at a time.
+    Share {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Restores, each with one share added.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, value_enum, default_value = "tcg")]
+        accel: Accel,
+    },
     /// Handler latency: what a call of a livepatched function costs, per kernel and state
     /// (unpatched, ftrace-only, patched, patched+ftrace, stacked, replace-nop, after-disable),
     /// interleaved in randomised rounds in one fresh guest per kernel; writes DIR/bench.json
@@ -417,8 +428,31 @@ pub struct ConformanceArgs {
     /// Cases run in this many guests at once (a case marked `exclusive` runs alone).
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
+    /// Your own livepatch modules (boxed: the command enum stays small).
+    #[command(flatten)]
+    pub user: Box<ModuleArgs>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ModuleArgs {
+    /// Your own livepatch module, built for the kernel under test: it is checked before any
+    /// guest boots (an ELF kernel module, `livepatch=Y`, the kernel's vermagic; exit 2 if not)
+    /// and runs the generic contract suite `module` (one case per module: load, sysfs as the
+    /// .ko declares it, transition, taint K, disable, refcount 0, rmmod, snapshots at each
+    /// point). Repeatable. Without --suite only the module suites run.
+    #[arg(long = "module", value_name = "PATH.ko")]
+    pub modules: Vec<PathBuf>,
+    /// A suite file of your own whose cases `load` your --module modules by name (the normal
+    /// suite format). Repeatable.
+    #[arg(long = "module-suite", value_name = "FILE")]
+    pub module_suites: Vec<PathBuf>,
+    /// Where the snapshots of --module and --module-suite cases are kept
+    /// [default: <cache>/module-snapshots]; below it one directory per module
+    /// (`<name>-<sha256 prefix>`) or module suite. Never suites/snapshots unless given.
+    #[arg(long, value_name = "DIR")]
+    pub module_snapshot_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -534,6 +568,23 @@ pub fn execute(cmd: Command) -> i32 {
             let recipe = crate::image::GuestRecipe::from_workspace(&a.common.workspace).map_err(|e| e.to_string())?;
             let bench = crate::bench::boot_to_agent(k, &agent, &a.common.cache(), &recipe, accel, runs, &progress)?;
             print!("{}", bench.render(&format!("{} under {accel}", k.release)));
+            Ok(())
+        }),
+        Command::Bench(BenchCommand::Share { kernel: a, runs, accel }) => with_kernel(&a, &progress, |k| {
+            if runs == 0 || accel == Accel::Auto {
+                return Err("--runs must be at least 1 and --accel kvm or tcg".into());
+            }
+            let agent =
+                crate::image::agent_binary(&a.common.workspace, &progress).map_err(|e| runner::chain_error(&e))?;
+            let recipe = crate::image::GuestRecipe::from_workspace(&a.common.workspace).map_err(|e| e.to_string())?;
+            let series = crate::bench::share_cost(k, &agent, &a.common.cache(), &recipe, accel, runs, &progress)?;
+            print!(
+                "{}",
+                crate::bench::render(
+                    &format!("one virtiofs share on a restored guest, {} under {accel}, host time", k.release),
+                    &series
+                )
+            );
             Ok(())
         }),
         Command::Bench(BenchCommand::Latency(a)) => bench_exit(bench_latency(&a, &progress)),
@@ -660,9 +711,15 @@ fn with_kernel(a: &KernelArgs, progress: &Progress, f: impl FnOnce(&kernel::Kern
 fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<RunConfig, String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
-            .map_err(|e| e.to_string())?;
-        if suites.is_empty() {
+        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
+        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
+        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
+        let suites = if upstream && named.is_empty() {
+            Vec::new()
+        } else {
+            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
+        };
+        if suites.is_empty() && !upstream {
             return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
         }
         if a.jobs == 0 {
@@ -671,6 +728,9 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         Ok(RunConfig {
             mutate: false,
             mutants_only: None,
+            user_modules: Vec::new(),
+            snapshot_overrides: Default::default(),
+            upstream,
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
@@ -693,16 +753,25 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
                 // As insta does: pending files for review, but not in CI, which only checks.
                 write_pending: a.snapshots == SnapshotMode::Review
                     || (a.snapshots == SnapshotMode::Check && std::env::var_os("CI").is_none()),
+                store_new: false,
             },
         })
     })();
-    let cfg = match prepared {
+    let mut cfg = match prepared {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_HARNESS;
         }
     };
+    if !a.user.modules.is_empty() || !a.user.module_suites.is_empty() {
+        if let Err(problems) = user_modules(&a, &mut cfg, progress) {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            return EXIT_HARNESS;
+        }
+    }
     if a.list {
         return match runner::list(&cfg, &mut std::io::stdout().lock(), progress) {
             Ok(()) => 0,
@@ -728,6 +797,91 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             EXIT_HARNESS
         }
     }
+}
+
+/// `--module` and `--module-suite`: every module checked before any guest boots (first what
+/// the file itself says, then its vermagic against every kernel of the run), copied into
+/// `<out>/modules/`, its generic suite written there, and the run's suites and snapshot places
+/// set. Every problem is returned, one line each.
+fn user_modules(a: &ConformanceArgs, cfg: &mut RunConfig, progress: &Progress) -> Result<(), Vec<String>> {
+    use crate::usermod;
+    let one = |e: String| vec![e];
+    let reserved: Vec<String> = crate::kmod::variants(&a.common.workspace.join("reference-kmod"))
+        .map(|v| v.into_iter().map(|v| v.name).collect())
+        .unwrap_or_default();
+    // The files themselves first: no kernel is needed to refuse a file that is no module.
+    usermod::check_modules(&a.user.modules, &[], &reserved)?;
+    let mut kernels = Vec::new();
+    for spec in &cfg.kernels {
+        if a.user.modules.is_empty() {
+            break;
+        }
+        let k = kernel::resolve(spec, &cfg.cache, progress)
+            .map_err(|e| one(format!("kernel {spec}: {}", runner::chain_error(&e))))?;
+        let (vermagic, from) = usermod::ko::kernel_vermagic(&k.modules_dir)
+            .map_err(|e| one(format!("kernel {}: its vermagic: {e}", k.release)))?;
+        kernels.push((k.release.clone(), vermagic, from));
+    }
+    let checked = usermod::check_modules(&a.user.modules, &kernels, &reserved)?;
+    let dir = cfg.out.join("modules");
+    std::fs::create_dir_all(&dir).map_err(|e| one(format!("creating {}: {e}", dir.display())))?;
+    let modules = usermod::install(checked, &dir).map_err(one)?;
+    let snap_root = a.user.module_snapshot_dir.clone().unwrap_or_else(|| cfg.cache.join("module-snapshots"));
+    let settings = |sub: String| crate::snapshot::SnapshotSettings {
+        dir: snap_root.join(sub),
+        mode: a.snapshots,
+        require: a.require_snapshots,
+        write_pending: false,
+        store_new: true,
+    };
+    let mut suites = Vec::new();
+    if !modules.is_empty() {
+        let path = dir.join("module.yaml");
+        crate::fsutil::write_atomic(&path, usermod::generic_suite(&modules).as_bytes())
+            .map_err(|e| one(format!("writing {}: {e}", path.display())))?;
+        suites.push(path);
+        for m in &modules {
+            cfg.snapshot_overrides.insert(format!("{}/{}", usermod::SUITE, m.name()), settings(m.key()));
+            progress.note(format!(
+                "module {}: {} (vermagic {:?}, sha256 {}); {}",
+                m.name(),
+                m.source.display(),
+                m.info.vermagic,
+                &m.sha256[..12],
+                match &m.info.declared {
+                    usermod::Declared::Read { objects, .. } => format!(
+                        "declares {} object(s), {} function(s) (read from the .ko)",
+                        objects.len(),
+                        objects.iter().map(|o| o.funcs.len()).sum::<usize>()
+                    ),
+                    usermod::Declared::Unknown(why) => format!(
+                        "its objects and functions could not be read from the .ko ({why}): sysfs is only snapshotted"
+                    ),
+                }
+            ));
+        }
+    }
+    let set_hash = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for m in &modules {
+            h.update(m.sha256.as_bytes());
+        }
+        format!("{:x}", h.finalize())[..12].to_string()
+    };
+    for f in &a.user.module_suites {
+        let s = crate::suite::load_suite(f).map_err(|e| one(e.to_string()))?;
+        cfg.snapshot_overrides.insert(s.name().to_string(), settings(format!("suite-{}-{set_hash}", s.name())));
+        suites.push(f.clone());
+    }
+    // Without --suite only the module suites run; with it, those too.
+    if a.suites.is_empty() {
+        cfg.suites = suites;
+    } else {
+        cfg.suites.extend(suites);
+    }
+    cfg.user_modules = modules;
+    Ok(())
 }
 
 fn report_merge(a: &MergeArgs, progress: &Progress) -> i32 {
@@ -838,12 +992,16 @@ fn bench_suite(
             mode: SnapshotMode::Check,
             require: false,
             write_pending: false,
+            store_new: false,
         },
         jobs,
         fresh_boot,
         shared_guest: false,
         mutate: false,
         mutants_only: None,
+        user_modules: Vec::new(),
+        snapshot_overrides: Default::default(),
+        upstream: false,
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
@@ -978,9 +1136,15 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
 fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<(RunConfig, Vec<crate::suite::Suite>), String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        let suites = crate::suite::resolve_suite_args(&a.suites, &a.common.workspace.join("suites"))
-            .map_err(|e| e.to_string())?;
-        if suites.is_empty() {
+        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
+        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
+        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
+        let suites = if upstream && named.is_empty() {
+            Vec::new()
+        } else {
+            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
+        };
+        if suites.is_empty() && !upstream {
             return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
         }
         if a.jobs == 0 {
@@ -990,9 +1154,18 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             .iter()
             .map(|p| crate::suite::load_suite(p).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
+        if upstream {
+            return Err(
+                "suites mutate derives mutants from YAML suites; the kernel's own selftests (upstream) have none"
+                    .into(),
+            );
+        }
         let cfg = RunConfig {
             mutate: true,
+            upstream: false,
             mutants_only: None,
+            user_modules: Vec::new(),
+            snapshot_overrides: Default::default(),
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: false,
@@ -1010,6 +1183,7 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
                 mode: SnapshotMode::Check,
                 require: false,
                 write_pending: false,
+                store_new: false,
             },
         };
         Ok((cfg, loaded))

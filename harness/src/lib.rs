@@ -18,5 +18,7 @@ pub mod runner;
 pub mod snapshot;
 pub mod suite;
 pub mod tools;
+pub mod upstream;
+pub mod usermod;
 pub mod vm;
 pub mod yaml;

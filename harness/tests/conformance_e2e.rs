@@ -17,23 +17,50 @@ fn report(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
 }
 
-/// Pids of live QEMU processes whose parent is `parent`.
-fn qemu_children(parent: u32) -> Vec<u32> {
+/// Every live process: (pid, comm, ppid).
+fn processes() -> Vec<(u32, String, u32)> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         // pid (comm) state ppid ...
         let Some(close) = stat.rfind(')') else { continue };
-        let comm = &stat[stat.find('(').unwrap() + 1..close];
+        let comm = stat[stat.find('(').unwrap() + 1..close].to_string();
         let mut rest = stat[close + 2..].split(' ');
         let state = rest.next().unwrap_or("");
         let ppid: u32 = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == parent && comm.starts_with("qemu-system") && state != "Z" {
-            v.push(pid);
+        if state != "Z" {
+            v.push((pid, comm, ppid));
         }
     }
     v
+}
+
+/// Pids of live QEMU processes whose parent is `parent`.
+fn qemu_children(parent: u32) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|(_, c, pp)| *pp == parent && c.starts_with("qemu-system"))
+        .map(|(p, ..)| p)
+        .collect()
+}
+
+/// Pids of live virtiofsd processes below `parent` (the daemon forks into its sandbox).
+fn virtiofsd_descendants(parent: u32) -> Vec<u32> {
+    let procs = processes();
+    let mut below = vec![parent];
+    let mut i = 0;
+    while i < below.len() {
+        let p = below[i];
+        below.extend(procs.iter().filter(|(_, _, pp)| *pp == p).map(|(pid, ..)| *pid));
+        i += 1;
+    }
+    procs.iter().filter(|(pid, c, _)| below.contains(pid) && c.starts_with("virtiofsd")).map(|(p, ..)| *p).collect()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
 
 #[test]
@@ -102,6 +129,53 @@ fn lifecycle_suite_passes_on_the_default_kernel() {
     assert!(cases.iter().all(|c| c["started_at"].is_string()), "every case that ran has a start time");
     assert!(out.path().join(run["kernel"]["config"].as_str().unwrap()).is_file(), "the kernel's config is kept");
     check_result_files(out.path(), 4);
+}
+
+#[test]
+fn the_kernels_own_selftests_pass_on_the_default_kernel_over_virtiofs() {
+    // issue 11: every test-*.sh of 6.1's tools/testing/selftests/livepatch, unmodified, its
+    // test modules built for the kernel, each script in a restored guest with virtiofs shares.
+    let out = tempfile::tempdir().unwrap();
+    let o = klp_conform()
+        .args(["conformance", "--suite", "upstream", "--accel", "tcg", "--out"])
+        .arg(out.path())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "KTAP:\n{stdout}");
+    assert!(stdout.contains("    ok 13 test-livepatch.basic-function-patching\n"), "{stdout}");
+    let r = report(out.path());
+    let run = &r["runs"][0];
+    assert_eq!(run["guest_start"], "restore");
+    let cases = run["cases"].as_array().unwrap();
+    let per_script = |script: &str| cases.iter().filter(|c| c["case"].as_str().unwrap().starts_with(script)).count();
+    let counts: Vec<usize> =
+        ["test-callbacks.", "test-ftrace.", "test-livepatch.", "test-shadow-vars.", "test-state.", "test-sysfs."]
+            .iter()
+            .map(|s| per_script(s))
+            .collect();
+    assert_eq!(counts, [11, 1, 3, 1, 4, 2], "the 22 tests of 6.1's six scripts");
+    for c in cases {
+        assert_eq!(c["status"], "pass", "{c:#}");
+        assert!(c["id"].as_str().unwrap().starts_with("klp_conformance.upstream.test_"), "{c:#}");
+        assert!(c["spec"].as_array().unwrap().is_empty(), "upstream tests cite no SPEC ids");
+        assert_eq!(c["transport"], "virtiofs");
+        assert!(c["share_setup_s"].as_f64().unwrap() > 0.0);
+        for log in ["console", "dmesg", "output"] {
+            assert!(out.path().join(c["logs"][log].as_str().unwrap()).is_file(), "{log}: {c:#}");
+        }
+    }
+    // The script's own output went through the writable results share too.
+    let shared = out
+        .path()
+        .join("logs")
+        .join(run["kernel"]["release"].as_str().unwrap())
+        .join("upstream/test-sysfs/results/test-sysfs.log");
+    let text = std::fs::read_to_string(&shared).unwrap();
+    assert!(text.contains("TEST: sysfs test ... ok"), "{text}");
+    assert_eq!(r["summary"], serde_json::json!({"pass": 22, "fail": 0, "skip": 0, "error": 0}));
+    check_result_files(out.path(), 22);
 }
 
 /// Every result file of a real run, through its format's validator.
@@ -212,6 +286,42 @@ fn ctrl_c_leaves_no_qemu_behind() {
 fn sigterm_leaves_no_qemu_behind() {
     // What CI runners and `timeout` send.
     interrupted_run_leaves_no_qemu_behind(libc::SIGTERM);
+}
+
+#[test]
+fn ctrl_c_leaves_no_virtiofsd_behind() {
+    // The kernel's own selftests run with virtiofs shares hot-added to restored guests: the
+    // daemons (and their sandboxed children) die with the harness like QEMU.
+    let out = tempfile::tempdir().unwrap();
+    let mut child = klp_conform()
+        .args(["conformance", "--accel", "tcg", "--jobs", "3", "--suite", "upstream", "--out"])
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (daemons, qemu) = loop {
+        let d = virtiofsd_descendants(pid);
+        if d.len() >= 4 {
+            break (d, qemu_children(pid));
+        }
+        assert!(Instant::now() < deadline, "no virtiofsd started");
+        assert!(child.try_wait().unwrap().is_none(), "harness exited before sharing anything");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: sending a signal to our own child, as a terminal's Ctrl-C would.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    for p in daemons.into_iter().chain(qemu) {
+        while alive(p) {
+            assert!(Instant::now() < gone_by, "process {p} (virtiofsd or QEMU) outlived the harness");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 fn interrupted_run_leaves_no_qemu_behind(signal: libc::c_int) {

@@ -275,6 +275,11 @@
     }
     if (c.divergence) d.appendChild(el("div", { "class": "callout divergence" }, el("strong", { text: "Divergence from the documented contract: " }), c.divergence));
 
+    if ((c.notes || []).length) {
+      // A user's module (--module): the kernel-log lines that name it, callbacks included.
+      d.appendChild(el("h3", { text: "Kernel log of the module" }));
+      d.appendChild(pre(c.notes.join("\n"), "notes"));
+    }
     if ((c.steps || []).length) {
       d.appendChild(el("h3", { text: "Steps" }));
       append(d, timeline(c));

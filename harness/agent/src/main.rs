@@ -13,6 +13,7 @@
 //! Run as `--reader <tag> <path> <result-file>` it is a background reader ([`readers`]).
 
 mod channel;
+mod exec;
 mod kmsg;
 mod ops;
 mod readers;
@@ -206,6 +207,13 @@ fn dispatch(req: Request) -> Response {
                 unsafe { libc::_exit(code) };
             });
             Response::Done
+        }
+        Request::Mount { source, target, fstype, readonly, wait_ms } => {
+            exec::mount(&source, &target, &fstype, readonly, wait_ms)
+        }
+        Request::Symlink { target, link } => exec::symlink(&target, &link),
+        Request::Exec { argv, root, cwd, env, timeout_ms } => {
+            exec::exec(&argv, root.as_deref(), &cwd, &env, timeout_ms)
         }
     }
 }

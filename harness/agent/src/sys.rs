@@ -22,9 +22,14 @@ fn cstr(s: &str) -> Result<CString, i32> {
 }
 
 pub fn mount(source: &str, target: &str, fstype: &str) -> Result<(), i32> {
+    mount_flags(source, target, fstype, 0)
+}
+
+/// `mount(2)` with flags (`MS_RDONLY`, …) and no data.
+pub fn mount_flags(source: &str, target: &str, fstype: &str, flags: libc::c_ulong) -> Result<(), i32> {
     let (s, t, f) = (cstr(source)?, cstr(target)?, cstr(fstype)?);
     // SAFETY: all pointers are valid NUL-terminated strings that outlive the call; data is NULL.
-    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, std::ptr::null()) };
     if rc == 0 {
         Ok(())
     } else {

@@ -130,6 +130,22 @@ pub enum Request {
     /// then, `after_ms` later and whatever the agent is doing, the agent exits with `code` as
     /// if it had been killed. It is PID 1, so the kernel panics ("Attempted to kill init!").
     Exit { code: i32, after_ms: u64 },
+    /// `mount(2)` of `source` (a virtiofs tag, or the file system's name for pseudo file
+    /// systems) on `target` (created with its parents when missing), read-only if asked;
+    /// fstype `bind` bind-mounts the directory `source` (recursively; `readonly` is then
+    /// ignored: bind what is read-only already).
+    /// `wait_ms`: a virtiofs tag whose device is still being probed (hot-added a moment ago)
+    /// gives EINVAL/ENODEV/ENOENT; the agent retries for up to this long. [`Response::Done`]
+    /// or the last [`Response::Errno`].
+    Mount { source: String, target: String, fstype: String, readonly: bool, wait_ms: u64 },
+    /// Create the symbolic link `link` → `target` (its parent directories too): [`Response::Done`]
+    /// or errno. Building a root for [`Request::Exec`] out of shared directories.
+    Symlink { target: String, link: String },
+    /// Run a program to its end and collect its output: [`Response::Exited`]. `root` is
+    /// `chroot`ed into first (a host's userspace shared over virtiofs), `cwd` is inside it;
+    /// the environment is exactly `env`; stdin is /dev/null. A program still running after
+    /// `timeout_ms` is killed with its process group (SIGKILL).
+    Exec { argv: Vec<String>, root: Option<String>, cwd: String, env: Vec<(String, String)>, timeout_ms: u64 },
 }
 
 /// What [`Request::WaitFor`] polls.
@@ -181,6 +197,8 @@ pub enum Response {
         pid: i32,
     },
     Reader(ReaderState),
+    /// A program run with [`Request::Exec`] ended (or was killed at its deadline).
+    Exited(ExecResult),
     /// The request itself could not be served (malformed, unsupported): a harness bug, not an
     /// observation of the kernel.
     Error {
@@ -211,6 +229,31 @@ pub struct ReaderState {
     pub done: bool,
     pub data: Option<String>,
     pub errno: Option<Errno>,
+}
+
+/// What a program run with [`Request::Exec`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Its exit code; None when a signal ended it.
+    pub code: Option<i32>,
+    /// The signal that ended it (9 when the deadline killed it).
+    pub signal: Option<i32>,
+    /// Killed at `timeout_ms`.
+    pub timed_out: bool,
+    /// Standard output, line by line, each with the milliseconds since the start at which
+    /// the agent read it (per-test timings of a script that prints as it goes).
+    pub stdout: Vec<OutputLine>,
+    /// Standard error, whole (lossy UTF-8).
+    pub stderr: String,
+    /// From start to exit.
+    pub elapsed_ms: u64,
+}
+
+/// One line of a program's output and when it came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputLine {
+    pub ms: u64,
+    pub text: String,
 }
 
 /// An errno as the kernel returned it, with its symbolic name and `strerror` text.

@@ -171,6 +171,72 @@ pub fn boot_to_agent(
     Ok(BootBench { boot: series(boots), round_trip: series(trips) })
 }
 
+/// What one virtiofs share costs a case, host time, on guests restored one at a time from one
+/// saved booted guest: per run, the restore, then virtiofsd's start, the hot-add
+/// (`chardev-add` + `device_add vhost-user-fs-pci`) and the agent's mount of one writable
+/// share, and a read through it. Series: daemon, hot-add, mount, total (and the restore, for
+/// scale).
+pub fn share_cost(
+    kernel: &Kernel,
+    agent: &Path,
+    cache: &Path,
+    recipe: &GuestRecipe,
+    accel: Accel,
+    runs: usize,
+    progress: &Progress,
+) -> Result<Vec<Series>, String> {
+    use crate::vm::virtiofs::Share;
+    let (image, _) = image::boot_image(kernel, cache, progress).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let initramfs = dir.path().join("guest.cpio");
+    let boot = image::guest_modules(kernel, recipe).map_err(|e| e.to_string())?;
+    image::Initramfs::new(agent).boot_modules(&boot).write(&initramfs).map_err(|e| e.to_string())?;
+    let cfg = |name: &str| {
+        let mut c = VmConfig::new(&image, &initramfs, &dir.path().join(name), recipe);
+        c.accel = accel;
+        c
+    };
+    let saved = Vm::boot(&cfg("boot"))
+        .and_then(|vm| vm.save_state(&dir.path().join("guest.vmstate")))
+        .map_err(|e| format!("booting and saving the guest: {e}"))?;
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).map_err(|e| e.to_string())?;
+    std::fs::write(shared.join("probe"), "through virtiofs\n").map_err(|e| e.to_string())?;
+    let names = ["virtiofsd start", "hot-add", "mount", "share total", "restore (for scale)"];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    for i in 0..runs {
+        let mut vm = Vm::restore(&cfg(&format!("run-{i}")), &saved).map_err(|e| format!("restore: {e}"))?;
+        let t = vm.add_share(&Share::new("bench", &shared, "/mnt/bench", false)).map_err(|e| e.to_string())?;
+        let read = vm.agent().read_file("/mnt/bench/probe").map_err(|e| e.to_string())?;
+        if read.as_deref() != Ok("through virtiofs\n") {
+            return Err(format!("reading through the share gave {read:?}"));
+        }
+        progress.note(format!(
+            "run {}/{runs}: daemon {:.3}s, hot-add {:.3}s, mount {:.3}s, total {:.3}s (restore {:.3}s)",
+            i + 1,
+            t.daemon_s,
+            t.hotadd_s,
+            t.mount_s,
+            t.total_s(),
+            vm.boot_time().as_secs_f64()
+        ));
+        for (k, v) in [t.daemon_s, t.hotadd_s, t.mount_s, t.total_s(), vm.boot_time().as_secs_f64()].iter().enumerate()
+        {
+            samples[k].push(Duration::from_secs_f64(*v));
+        }
+        vm.quit();
+    }
+    Ok(names
+        .iter()
+        .zip(samples)
+        .map(|(n, s)| Series {
+            name: n.to_string(),
+            samples_s: s.iter().map(Duration::as_secs_f64).collect(),
+            stats: Stats::of(&s).expect("runs > 0"),
+        })
+        .collect())
+}
+
 /// A table of series with each one's ratio to the first.
 pub fn render(title: &str, series: &[Series]) -> String {
     let mut out = format!(

@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(r.channel.kind, ChannelKind::VirtioSerial);
         assert_eq!(r.agent_channel().to_string(), "virtio:org.klp-conform.agent");
         let names: Vec<_> = r.boot_modules().iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["virtio_pci", "virtio_console", "pvpanic_mmio"]);
+        assert_eq!(names, ["virtio_pci", "virtio_console", "pvpanic_mmio", "virtiofs"]);
         assert!(r.cmdline.iter().all(|t| !t.why.is_empty()));
         let cmdline = r.kernel_cmdline(" oops=panic ");
         assert!(cmdline.starts_with("console=ttyS0 "), "{cmdline}");
@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(klp_protocol::Channel::from_cmdline(&cmdline), Ok(r.agent_channel()));
         let isa = r.with_isa_serial();
         assert_eq!(isa.agent_channel().to_string(), "tty:ttyS1");
-        assert_eq!(isa.boot_modules().len(), 1);
+        assert_eq!(isa.boot_modules().len(), 2);
     }
 
     const GOOD: &str = "\

@@ -11,6 +11,7 @@ mod local;
 pub mod pin_tools;
 pub mod pins;
 pub mod prereq;
+pub mod source;
 pub mod tree_config;
 
 use std::path::{Path, PathBuf};

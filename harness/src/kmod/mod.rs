@@ -20,6 +20,7 @@
 pub mod bindings;
 pub mod buildenv;
 pub mod codegen;
+pub mod external;
 pub mod kbuild;
 pub mod layout_check;
 pub mod toolchain;
@@ -223,7 +224,7 @@ fn source_tree(root: &Path) -> Result<Vec<(String, Vec<u8>)>, KmodError> {
 
 /// The identity of a kernel's headers: the files an out-of-tree build depends on for vermagic,
 /// config and symbol versions.
-fn headers_identity(kernel: &Kernel) -> Vec<u8> {
+pub(crate) fn headers_identity(kernel: &Kernel) -> Vec<u8> {
     let mut id = kernel.release.as_bytes().to_vec();
     for rel in [
         "Module.symvers",

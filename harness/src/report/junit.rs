@@ -158,6 +158,9 @@ fn system_out(c: &CaseOutcome) -> String {
     for st in &c.steps {
         out.push_str(&format!("step {} ({:.3}s)\n", st.step, st.duration_s));
     }
+    for n in &c.notes {
+        out.push_str(&format!("note {}\n", n.trim_end()));
+    }
     for (name, path) in &c.logs {
         out.push_str(&format!("log {name}: {path}\n"));
     }

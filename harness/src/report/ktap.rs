@@ -138,6 +138,9 @@ fn diagnostics(c: &CaseOutcome) -> Vec<String> {
             Changed => {}
         }
     }
+    for n in &c.notes {
+        v.push(format!("{}: {}", c.case, n.trim_end()));
+    }
     if let Some(d) = &c.divergence {
         v.push(format!("{}: DIVERGENCE from the documented contract: {}", c.case, one_line(d)));
     }

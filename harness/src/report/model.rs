@@ -61,6 +61,15 @@ pub struct CaseOutcome {
     /// the saved booted guest (see the run's `guest_start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest_start_s: Option<f64>,
+    /// How the guest got what the case runs: `initramfs` (the reference modules travel in the
+    /// image) or `virtiofs` (host directories shared into the restored guest: the kernel's own
+    /// selftests, `--suite upstream`). Absent for a case that never ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// Host seconds the case's virtiofs shares cost: every virtiofsd started, every
+    /// vhost-user-fs-pci device hot-added, every tag mounted by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_setup_s: Option<f64>,
     /// Log files of the case, relative to the output directory (`console`, `dmesg`).
     pub logs: BTreeMap<String, String>,
     #[serde(default)]
@@ -68,6 +77,10 @@ pub struct CaseOutcome {
     /// The snapshots the case took and how they compared with the stored ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<crate::snapshot::SnapshotResult>,
+    /// Lines shown with the case whatever its verdict: for a user's module (`--module`), the
+    /// kernel-log records that name it (its own callbacks' messages, the livepatch core's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl CaseOutcome {
@@ -83,11 +96,14 @@ impl CaseOutcome {
             failure: None,
             skip_reason: None,
             error: None,
+            transport: None,
+            share_setup_s: None,
             divergence: None,
             guest_start_s: None,
             logs: BTreeMap::new(),
             steps: Vec::new(),
             snapshots: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

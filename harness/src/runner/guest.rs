@@ -59,6 +59,23 @@ impl GuestError {
     pub fn harness(message: impl Into<String>) -> Self {
         Self { message: message.into(), fault: GuestFault::Harness, excerpt: None }
     }
+
+    /// A failed agent call: whether the VM saw the kernel die, the channel was lost (the
+    /// console decides: [`super::exec::judge_lost_guest`]) or the agent could not serve it.
+    pub fn from_agent(e: &AgentError) -> Self {
+        let fault = if e.kernel_died() {
+            GuestFault::KernelDied
+        } else if e.is_lost_channel() {
+            GuestFault::Lost
+        } else {
+            GuestFault::Harness
+        };
+        let excerpt = match e {
+            AgentError::GuestDied { gone, .. } => Some(gone.excerpt.clone()),
+            _ => None,
+        };
+        GuestError { message: e.summary(), fault, excerpt }
+    }
 }
 
 /// The executor's view of a booted VM.
@@ -75,20 +92,7 @@ impl<'a> VmGuest<'a> {
     /// (the executor then reads the console: [`super::exec::judge_lost_guest`]) or the agent
     /// could not serve the request.
     fn call<T>(&mut self, f: impl FnOnce(&mut AgentClient) -> Result<T, AgentError>) -> Result<T, GuestError> {
-        f(self.vm.agent()).map_err(|e| {
-            let fault = if e.kernel_died() {
-                GuestFault::KernelDied
-            } else if e.is_lost_channel() {
-                GuestFault::Lost
-            } else {
-                GuestFault::Harness
-            };
-            let excerpt = match &e {
-                AgentError::GuestDied { gone, .. } => Some(gone.excerpt.clone()),
-                _ => None,
-            };
-            GuestError { message: e.summary(), fault, excerpt }
-        })
+        f(self.vm.agent()).map_err(|e| GuestError::from_agent(&e))
     }
 }
 

@@ -48,6 +48,26 @@ pub struct RunConfig {
     pub mutate: bool,
     /// With `mutate`: only these mutants (`<suite>/<case>@<id>`), with their cases' baselines.
     pub mutants_only: Option<std::collections::BTreeSet<String>>,
+    /// Users' own modules (`--module`), checked: carried into the guest beside the reference
+    /// modules and loadable by name.
+    pub user_modules: Vec<crate::usermod::UserModule>,
+    /// Where the snapshots of some cases go instead of [`RunConfig::snapshots`]: keyed by
+    /// `<suite>/<case>` or by `<suite>` (users' modules keep theirs out of `suites/snapshots`).
+    pub snapshot_overrides: std::collections::BTreeMap<String, SnapshotSettings>,
+    /// Also run the kernel's own livepatch selftests (`--suite upstream`, [`crate::upstream`]):
+    /// one restored guest per script, over virtiofs, each test a case.
+    pub upstream: bool,
+}
+
+impl RunConfig {
+    /// The snapshot settings of one case.
+    pub fn snapshot_settings(&self, suite: &str, case: &str) -> &SnapshotSettings {
+        let base = case.split('@').next().unwrap_or(case);
+        self.snapshot_overrides
+            .get(&format!("{suite}/{base}"))
+            .or_else(|| self.snapshot_overrides.get(suite))
+            .unwrap_or(&self.snapshots)
+    }
 }
 
 /// Errors that stop a run before any case can be judged (exit code 2).
@@ -81,6 +101,15 @@ struct LoadedSuite {
     path: PathBuf,
     text: String,
     suite: Suite,
+    /// The kernel's own selftests: cases come from each kernel's source, not from a file.
+    upstream: bool,
+}
+
+/// The stand-in suite of `--suite upstream` (its cases are each kernel's selftests).
+fn upstream_suite() -> LoadedSuite {
+    let text = format!("version: 1\nsuite: {}\ncases: []\n", crate::upstream::SUITE);
+    let suite: Suite = serde_saphyr::from_str(&text).expect("a fixed, valid suite");
+    LoadedSuite { path: PathBuf::from(crate::upstream::SUITE), text, suite, upstream: true }
 }
 
 /// Everything a kernel's cases share.
@@ -95,6 +124,10 @@ struct Prepared {
     accel_note: Option<String>,
     /// The booted guest every case starts from, unless `--fresh-boot` (or saving failed).
     saved: Option<vm::SavedState>,
+    /// Names of the users' own modules (`--module`) in the initramfs.
+    user_modules: Vec<String>,
+    /// The kernel's selftests, built and assembled, when `--suite upstream` (or why not).
+    upstream: Option<Result<crate::upstream::Artefacts, String>>,
 }
 
 /// Run every suite on every kernel, telling `reporters` what happens (see
@@ -174,25 +207,27 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
         cfg.jobs,
         |w| w.exclusive,
         |_, w, live: &dyn Fn(Live)| match &w.todo {
-            Todo::Done(outcome) => outcome.clone(),
+            Todo::Done(outcome) => vec![outcome.clone()],
+            Todo::Script { script, bases, selected } => {
+                let p = prepared[w.kernel].prepared.as_ref().expect("only prepared kernels run cases");
+                let outs = run_script(p, script, bases.clone(), &cfg.out);
+                outs.into_iter().zip(selected).filter(|(_, keep)| **keep).map(|(o, _)| o).collect()
+            }
             Todo::Run { case, base } => {
                 let p = prepared[w.kernel].prepared.as_ref().expect("only prepared kernels run cases");
                 let snap = SnapshotContext {
-                    settings: &cfg.snapshots,
+                    settings: cfg.snapshot_settings(suites[w.suite].suite.name(), case.name()),
                     source: relative_to(&suites[w.suite].path, &cfg.workspace),
                     suite: suites[w.suite].suite.name().to_string(),
                     release: kernel::snapshot_key(&cfg.kernels[w.kernel], &p.kernel.release),
                 };
-                run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)
+                vec![run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)]
             }
         },
         |i, running| {
-            if matches!(items[i].todo, Todo::Run { .. }) {
-                let running: Vec<CaseRef> = running
-                    .iter()
-                    .filter(|&&j| matches!(items[j].todo, Todo::Run { .. }))
-                    .map(|&j| case_ref(&items[j]))
-                    .collect();
+            if items[i].runs() {
+                let running: Vec<CaseRef> =
+                    running.iter().filter(|&&j| items[j].runs()).map(|&j| case_ref(&items[j])).collect();
                 emit_live(&Event::CaseStarted { case: case_ref(&items[i]), running: &running });
             }
         },
@@ -200,7 +235,7 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
             Live::Step(step) => emit_live(&Event::StepFinished { case: case_ref(&items[i]), step: &step }),
             Live::Snapshot(s) => emit_live(&Event::SnapshotCompared { case: case_ref(&items[i]), snapshot: &s }),
         },
-        |i, outcome| {
+        |i, outcomes: Vec<CaseOutcome>| {
             if let Some(e) = reporter_error.borrow_mut().take() {
                 return Err(e);
             }
@@ -208,14 +243,17 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
             let info = &prepared[w.kernel].info;
             let suite = suites[w.suite].suite.name();
             if w.first_of_suite {
-                let cases = items.iter().filter(|x| x.kernel == w.kernel && x.suite == w.suite).count();
+                let cases: usize =
+                    items.iter().filter(|x| x.kernel == w.kernel && x.suite == w.suite).map(|x| x.outcomes).sum();
                 emit(&Event::SuiteStarted { kernel: w.kernel, info, suite, cases })?;
             }
-            emit(&Event::CaseFinished { kernel: w.kernel, outcome: &outcome })?;
+            for outcome in outcomes {
+                emit(&Event::CaseFinished { kernel: w.kernel, outcome: &outcome })?;
+                cases[w.kernel].push(outcome);
+            }
             if w.last_of_suite {
                 emit(&Event::SuiteFinished { kernel: w.kernel, suite })?;
             }
-            cases[w.kernel].push(outcome);
             Ok::<(), RunError>(())
         },
     );
@@ -265,15 +303,23 @@ fn load_selected(cfg: &RunConfig) -> Result<Vec<LoadedSuite>, RunError> {
             let text =
                 std::fs::read_to_string(p).map_err(|source| suite::SuiteError::Read { path: p.clone(), source })?;
             let suite = suite::parse_suite(p, &text)?;
-            Ok(LoadedSuite { path: p.clone(), text, suite })
+            Ok(LoadedSuite { path: p.clone(), text, suite, upstream: false })
         })
         .collect::<Result<Vec<_>, suite::SuiteError>>()?;
-    select_cases(suites, &cfg.cases)
+    let mut suites = select_cases(suites, &cfg.cases, cfg.upstream)?;
+    if cfg.upstream {
+        suites.push(upstream_suite());
+    }
+    Ok(suites)
 }
 
 /// Keep the cases `--case` selects (`<suite>/<case>` globs), and the suites that still have
 /// one. A pattern that selects nothing is an error: a typo must not look like a green run.
-fn select_cases(mut suites: Vec<LoadedSuite>, patterns: &[String]) -> Result<Vec<LoadedSuite>, RunError> {
+fn select_cases(
+    mut suites: Vec<LoadedSuite>,
+    patterns: &[String],
+    upstream: bool,
+) -> Result<Vec<LoadedSuite>, RunError> {
     if patterns.is_empty() {
         return Ok(suites);
     }
@@ -281,7 +327,9 @@ fn select_cases(mut suites: Vec<LoadedSuite>, patterns: &[String]) -> Result<Vec
     for p in patterns {
         let glob =
             globset::Glob::new(p).map_err(|e| RunError::Selection(format!("--case {p}: {e}")))?.compile_matcher();
-        matchers.push((p, glob, false));
+        // The upstream cases are known once each kernel's source is there (see plan_items).
+        let upstream_pattern = upstream && p.starts_with(&format!("{}/", crate::upstream::SUITE));
+        matchers.push((p, glob, upstream_pattern));
     }
     for ls in &mut suites {
         let name = ls.suite.name().to_string();
@@ -342,6 +390,11 @@ pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) 
             .and_then(|c| kernel::prereq::harness_message(&kernel.release, &c, &guest));
         let (mut run, mut skip, mut error) = (0, 0, 0);
         for ls in &suites {
+            if ls.upstream {
+                let (r, e) = list_upstream(&kernel, cfg, prereq.as_deref(), out)?;
+                run += r;
+                error += e;
+            }
             for case in &ls.suite.cases {
                 let id = format!("{}/{}", ls.suite.name(), case.name());
                 let line = if let Some(msg) = &prereq {
@@ -368,6 +421,57 @@ pub fn list(cfg: &RunConfig, out: &mut dyn std::io::Write, progress: &Progress) 
     Ok(())
 }
 
+/// `--list` of the kernel's own selftests: their tests when the kernel's source is at hand,
+/// else what will be fetched. Returns (run, error) counts.
+fn list_upstream(
+    kernel: &Kernel,
+    cfg: &RunConfig,
+    prereq: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> Result<(usize, usize), RunError> {
+    let mut w =
+        |line: String| writeln!(out, "{line}").map_err(|source| RunError::Output { path: "stdout".into(), source });
+    let suite = crate::upstream::SUITE;
+    let scripts = crate::kernel::source::cached(kernel, &cfg.cache)
+        .map(|src| crate::upstream::discover(&src.selftests()).map(|s| (src, s)));
+    match scripts {
+        None => {
+            w(format!(
+                "  run   {suite}/*: the kernel's own livepatch selftests, from its source (fetched at run time)"
+            ))?;
+            Ok((1, 0))
+        }
+        Some(Err(e)) => {
+            w(format!("  error {suite}/*: {e}"))?;
+            Ok((0, 1))
+        }
+        Some(Ok((src, scripts))) => {
+            let globs: Vec<globset::GlobMatcher> =
+                cfg.cases.iter().filter_map(|p| globset::Glob::new(p).ok()).map(|g| g.compile_matcher()).collect();
+            let (mut run, mut error) = (0, 0);
+            for s in &scripts {
+                for t in &s.tests {
+                    let id = format!("{suite}/{}", s.case_name(t));
+                    if !globs.is_empty() && !globs.iter().any(|g| g.is_match(&id)) {
+                        continue;
+                    }
+                    match prereq {
+                        Some(msg) => {
+                            error += 1;
+                            w(format!("  error {id}: {}", msg.lines().next().unwrap_or("")))?;
+                        }
+                        None => {
+                            run += 1;
+                            w(format!("  run   {id} ({}, in {})", s.file, src.origin))?;
+                        }
+                    }
+                }
+            }
+            Ok((run, error))
+        }
+    }
+}
+
 /// What to do for one case on one kernel, decided before any guest boots.
 enum Todo {
     /// Its outcome is already known: skipped by `requires`, or an error (kernel not prepared,
@@ -375,6 +479,9 @@ enum Todo {
     Done(CaseOutcome),
     /// Boot a guest and run the case planned for this kernel.
     Run { case: Box<suite::Case>, base: CaseOutcome },
+    /// One of the kernel's own selftest scripts in one guest: an outcome per test (`bases`,
+    /// in the script's order; `selected` says which of them `--case` keeps).
+    Script { script: crate::upstream::Script, bases: Vec<CaseOutcome>, selected: Vec<bool> },
 }
 
 struct WorkItem {
@@ -386,6 +493,14 @@ struct WorkItem {
     /// Runs with no other guest beside it (the case says why).
     exclusive: bool,
     todo: Todo,
+    /// How many case outcomes it delivers (a selftest script: one per selected test).
+    outcomes: usize,
+}
+
+impl WorkItem {
+    fn runs(&self) -> bool {
+        matches!(self.todo, Todo::Run { .. } | Todo::Script { .. })
+    }
 }
 
 /// Every case of every suite on every kernel, in report order.
@@ -395,6 +510,9 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
         let prep = &pk.prepared;
         for (s, ls) in suites.iter().enumerate() {
             let first = items.len();
+            if ls.upstream {
+                items.extend(plan_upstream(cfg, k, s, prep));
+            }
             for case in &ls.suite.cases {
                 let base = CaseOutcome::new(ls.suite.name(), case.name(), case.spec_ids());
                 let item = |case_name: &str, todo| WorkItem {
@@ -405,6 +523,7 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                     last_of_suite: false,
                     exclusive: case.exclusive.is_some() && cfg.jobs > 1,
                     todo,
+                    outcomes: 1,
                 };
                 let todo = match prep {
                     Err(e) => Todo::Done(base.errored(e.clone())),
@@ -443,6 +562,54 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
             if items.len() > first {
                 items.last_mut().expect("not empty").last_of_suite = true;
             }
+        }
+    }
+    items
+}
+
+/// The work items of the kernel's own selftests on one kernel: one per script (with a case per
+/// test that `--case` selects), or one error case when the kernel or its selftests could not be
+/// prepared.
+fn plan_upstream(cfg: &RunConfig, k: usize, s: usize, prep: &Result<Prepared, String>) -> Vec<WorkItem> {
+    let suite = crate::upstream::SUITE;
+    let item = |case_name: String, todo: Todo, outcomes: usize| WorkItem {
+        kernel: k,
+        suite: s,
+        case_name,
+        first_of_suite: false,
+        last_of_suite: false,
+        exclusive: false,
+        todo,
+        outcomes,
+    };
+    let artefacts = match prep {
+        Err(e) => Err(e.clone()),
+        Ok(p) => match &p.upstream {
+            Some(Ok(a)) => Ok(a),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("the selftests were not prepared".to_string()),
+        },
+    };
+    let a = match artefacts {
+        Ok(a) => a,
+        Err(e) => {
+            let out = CaseOutcome::new(suite, "selftests", Vec::new()).errored(e);
+            return vec![item("selftests".into(), Todo::Done(out), 1)];
+        }
+    };
+    let globs: Vec<globset::GlobMatcher> =
+        cfg.cases.iter().filter_map(|p| globset::Glob::new(p).ok()).map(|g| g.compile_matcher()).collect();
+    let mut items = Vec::new();
+    for script in &a.scripts {
+        let bases: Vec<CaseOutcome> =
+            script.tests.iter().map(|t| CaseOutcome::new(suite, &script.case_name(t), Vec::new())).collect();
+        let selected: Vec<bool> = bases
+            .iter()
+            .map(|b| globs.is_empty() || globs.iter().any(|g| g.is_match(format!("{suite}/{}", b.case))))
+            .collect();
+        let n = selected.iter().filter(|x| **x).count();
+        if n > 0 {
+            items.push(item(script.name.clone(), Todo::Script { script: script.clone(), bases, selected }, n));
         }
     }
     items
@@ -517,7 +684,8 @@ fn prepare(
     let modules = kmod::build_all(&kernel, &cfg.workspace.join("reference-kmod"), &cfg.cache, progress)
         .map_err(|e| format!("building the reference modules for {}: {}", kernel.release, chain(&e)))?;
     progress.note(format!("{} reference modules ready ({:.1}s)", modules.modules.len(), t.elapsed().as_secs_f64()));
-    let built: Vec<String> = modules.modules.keys().cloned().collect();
+    let mut built: Vec<String> = modules.modules.keys().cloned().collect();
+    built.extend(cfg.user_modules.iter().map(|m| m.name().to_string()));
     for ls in suites {
         suite::check_modules(&ls.path, &ls.text, &ls.suite, &built).map_err(|e| e.to_string())?;
     }
@@ -525,7 +693,8 @@ fn prepare(
     let t = Instant::now();
     let agent = image::agent_binary(&cfg.workspace, progress)
         .map_err(|e| format!("building the guest agent: {}", chain(&e)))?;
-    let ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
+    let mut ko: Vec<PathBuf> = modules.modules.values().cloned().collect();
+    ko.extend(cfg.user_modules.iter().map(|m| m.path.clone()));
     let boot_modules = image::guest_modules(&kernel, guest)
         .map_err(|e| format!("the guest's own modules ({}): {}", guest.source.display(), chain(&e)))?;
     let image = image::Initramfs::new(&agent)
@@ -589,7 +758,35 @@ fn prepare(
             }
         }
     };
-    Ok(Prepared { kernel, boot_kernel, initramfs, guest: guest.clone(), accel, accel_note: Some(note), saved })
+    let user_modules = cfg.user_modules.iter().map(|m| m.name().to_string()).collect();
+    let upstream = suites.iter().any(|s| s.upstream).then(|| {
+        let t = Instant::now();
+        let a = crate::upstream::prepare(&kernel, &cfg.cache, progress)
+            .map_err(|e| format!("the kernel's own livepatch selftests: {e}"));
+        match &a {
+            Ok(a) => progress.note(format!(
+                "upstream: {} scripts, {} tests of {}; test modules built with {} ({:.1}s)",
+                a.scripts.len(),
+                a.scripts.iter().map(|s| s.tests.len()).sum::<usize>(),
+                a.source.origin,
+                a.built_with,
+                t.elapsed().as_secs_f64()
+            )),
+            Err(e) => progress.note(format!("upstream: {e}")),
+        }
+        a
+    });
+    Ok(Prepared {
+        kernel,
+        boot_kernel,
+        initramfs,
+        guest: guest.clone(),
+        accel,
+        accel_note: Some(note),
+        saved,
+        user_modules,
+        upstream,
+    })
 }
 
 /// The initramfs and the saved booted guest of a kernel kept in the cache
@@ -694,6 +891,7 @@ fn run_one(
             return out.errored(format!("injecting the agent's exit: {e}"));
         }
     }
+    out.transport = Some("initramfs".into());
     let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots), &mut |step, snaps| {
         live(Live::Step(step.clone()));
         for s in snaps {
@@ -710,6 +908,15 @@ fn run_one(
             .collect();
         if crate::fsutil::write_atomic(&workdir.join("dmesg.log"), text.as_bytes()).is_ok() {
             out.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
+        }
+        // A user's module: what the kernel log says of it, shown with the case.
+        let names: Vec<String> = case.modules().into_iter().filter(|m| p.user_modules.contains(m)).collect();
+        if !names.is_empty() {
+            out.notes = crate::usermod::module_kmsg(&records, &names);
+            let text: String = out.notes.iter().map(|l| format!("{l}\n")).collect();
+            if crate::fsutil::write_atomic(&workdir.join("module-kmsg.log"), text.as_bytes()).is_ok() {
+                out.logs.insert("module_kmsg".into(), rel.join("module-kmsg.log").display().to_string());
+            }
         }
     }
     // Nothing in the guest needs an orderly power-off (no disk): QEMU is told to quit.
@@ -738,6 +945,157 @@ fn injected_agent_exit(suite: &str, case: &str) -> Option<std::time::Duration> {
 }
 
 pub const FAULT_AGENT_EXIT: &str = "KLP_CONFORM_FAULT_AGENT_EXIT";
+
+/// One of the kernel's own selftest scripts in a restored guest: shares hot-added, the root
+/// assembled, `bash ./test-x.sh` run; an outcome per test of the script, in its order.
+fn run_script(
+    p: &Prepared,
+    script: &crate::upstream::Script,
+    mut bases: Vec<CaseOutcome>,
+    out_dir: &Path,
+) -> Vec<CaseOutcome> {
+    use crate::upstream::{self, TestVerdict};
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let a = p.upstream.as_ref().and_then(|u| u.as_ref().ok()).expect("planned only with artefacts");
+    let rel = PathBuf::from("logs").join(&p.kernel.release).join(upstream::SUITE).join(&script.name);
+    let workdir = out_dir.join(&rel);
+    let results = workdir.join("results");
+    let _ = std::fs::remove_dir_all(&workdir);
+    let all_errored = |bases: Vec<CaseOutcome>, why: String| -> Vec<CaseOutcome> {
+        bases.into_iter().map(|b| b.errored(why.clone())).collect()
+    };
+    if let Err(e) = std::fs::create_dir_all(&results) {
+        return all_errored(bases, format!("creating {}: {e}", results.display()));
+    }
+    for b in &mut bases {
+        b.started_at = Some(started_at.clone());
+        b.transport = Some("virtiofs".into());
+        b.logs.insert("console".into(), rel.join("console.log").display().to_string());
+    }
+    let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
+    let vm = match &p.saved {
+        Some(state) => Vm::restore(&cfg, state),
+        None => Vm::boot(&cfg),
+    };
+    let mut vm = match vm {
+        Ok(vm) => vm,
+        Err(e) => return all_errored(bases, format!("the VM did not start: {}", chain(&e))),
+    };
+    let guest_start = vm.boot_time().as_secs_f64();
+    let steps = upstream::guest_root(Path::new("/"), &a.modules, &a.selftests, &results);
+    let shares = match upstream::make_guest_root(&mut vm, &steps) {
+        Ok(t) => t,
+        Err(e) => {
+            vm.quit();
+            return all_errored(bases, format!("sharing the selftests into the guest: {}", chain(&e)));
+        }
+    };
+    let exec = vm.agent().exec(
+        &upstream::script_command(script),
+        Some(upstream::GUEST_ROOT),
+        upstream::GUEST_SELFTESTS,
+        &upstream::script_env(a.kdir.as_deref()),
+        upstream::SCRIPT_TIMEOUT,
+    );
+    // The kernel log is part of the evidence whatever the verdict.
+    if let Ok(records) = vm.agent().read_kmsg(0) {
+        let text: String = records
+            .iter()
+            .map(|r| format!("[{:>5}.{:06}] {}\n", r.ts_us / 1_000_000, r.ts_us % 1_000_000, r.text))
+            .collect();
+        if crate::fsutil::write_atomic(&workdir.join("dmesg.log"), text.as_bytes()).is_ok() {
+            for b in &mut bases {
+                b.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
+            }
+        }
+    }
+    let console = vm.console_text();
+    vm.quit();
+    let duration = started.elapsed().as_secs_f64();
+    let (r, lost) = match exec {
+        Ok(r) => (r, None),
+        Err(e) => {
+            // The agent never answered: what the script printed until then reached the host
+            // through the results share (tee), so the tests it finished keep their verdicts.
+            let gone = super::guest::GuestError::from_agent(&e);
+            let judged = super::exec::judge_lost_guest(&gone, &console);
+            let log = std::fs::read_to_string(results.join(format!("{}.log", script.name))).unwrap_or_default();
+            let r = klp_protocol::ExecResult {
+                code: None,
+                signal: None,
+                timed_out: false,
+                stdout: log.lines().map(|l| klp_protocol::OutputLine { ms: 0, text: l.to_string() }).collect(),
+                stderr: String::new(),
+                elapsed_ms: 0,
+            };
+            (r, Some(judged))
+        }
+    };
+    let mut text = String::new();
+    for l in &r.stdout {
+        text.push_str(&format!("[{:>8.3}] {}\n", l.ms as f64 / 1000.0, l.text));
+    }
+    if !r.stderr.is_empty() {
+        text.push_str("--- stderr ---\n");
+        text.push_str(&r.stderr);
+    }
+    let kept = crate::fsutil::write_atomic(&workdir.join("output.log"), text.as_bytes()).is_ok();
+    if kept {
+        for b in &mut bases {
+            b.logs.insert("output".into(), rel.join("output.log").display().to_string());
+        }
+    }
+    let mut verdicts = upstream::judge(script, &r);
+    if let Some(judged) = lost {
+        // The test the script was in when the guest was lost: FAIL if the kernel died (a
+        // finding), ERROR if the harness lost its channel; the rest were never run.
+        if let Some(i) = verdicts.iter().position(|v| !matches!(v, TestVerdict::Pass { .. })) {
+            verdicts[i] = match judged {
+                Ok((_, actual)) => TestVerdict::Fail { diff: format!("the kernel died: {actual}"), seconds: 0.0 },
+                Err(message) => TestVerdict::Error(format!("running {}: {message}", script.file)),
+            };
+            for v in verdicts.iter_mut().skip(i + 1) {
+                *v = TestVerdict::NotRun(format!("not run: the guest running {} was lost", script.file));
+            }
+        }
+    }
+    let n = bases.len().max(1) as f64;
+    bases
+        .into_iter()
+        .zip(verdicts)
+        .map(|(mut b, v)| {
+            b.guest_start_s = Some(guest_start);
+            b.share_setup_s = Some(shares.total_s());
+            b.duration_s = duration / n;
+            b.steps = vec![
+                StepTiming { step: "shares: virtiofsd start".into(), duration_s: shares.daemon_s },
+                StepTiming { step: "shares: hot-add vhost-user-fs-pci".into(), duration_s: shares.hotadd_s },
+                StepTiming { step: "shares: mount in the guest".into(), duration_s: shares.mount_s },
+            ];
+            match v {
+                TestVerdict::Pass { seconds } => {
+                    b.duration_s = seconds;
+                    b.steps.push(StepTiming { step: format!("{}: the test", script.file), duration_s: seconds });
+                    b
+                }
+                TestVerdict::Fail { diff, seconds } => {
+                    b.duration_s = seconds;
+                    b.status = Status::Fail;
+                    b.failure = Some(Failure {
+                        step: format!("{}: check_result", script.file),
+                        line: None,
+                        expected: "the kernel log of the test equals the script's expectation".into(),
+                        actual: diff,
+                    });
+                    b
+                }
+                TestVerdict::Skip(why) => b.skipped(why),
+                TestVerdict::Error(why) | TestVerdict::NotRun(why) => b.errored(why),
+            }
+        })
+        .collect()
+}
 
 /// An error and its causes on one line, for report fields.
 pub fn chain(e: &dyn std::error::Error) -> String {

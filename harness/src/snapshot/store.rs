@@ -31,6 +31,9 @@ pub struct SnapshotSettings {
     /// Write `.snap.new` next to a missing or different snapshot (review mode; check mode
     /// outside CI, as insta does).
     pub write_pending: bool,
+    /// Store a snapshot that has no stored counterpart yet (status `accepted`), and compare the
+    /// ones that have: what users' own modules get, whose first run is their reference.
+    pub store_new: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +101,7 @@ impl SnapshotSettings {
             remove_if_present(&pending)?;
             return Ok(result);
         }
-        if self.mode == SnapshotMode::Accept {
+        if self.mode == SnapshotMode::Accept || (self.store_new && stored.is_none()) {
             write_atomic(&path, fresh.render().as_bytes())?;
             remove_if_present(&pending)?;
             result.status = SnapshotStatus::Accepted;
@@ -154,7 +157,7 @@ mod tests {
     }
 
     fn settings(dir: &Path, mode: SnapshotMode, write_pending: bool) -> SnapshotSettings {
-        SnapshotSettings { dir: dir.to_path_buf(), mode, require: false, write_pending }
+        SnapshotSettings { dir: dir.to_path_buf(), mode, require: false, write_pending, store_new: false }
     }
 
     #[test]
@@ -181,5 +184,14 @@ mod tests {
         assert!(!pending.exists(), "check without write_pending leaves no .snap.new");
         // The stored file is untouched by check.
         assert!(std::fs::read_to_string(&snap).unwrap().ends_with("a\nb\n"));
+    }
+
+    #[test]
+    fn store_new_keeps_the_first_and_checks_the_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SnapshotSettings { store_new: true, ..settings(d.path(), SnapshotMode::Check, false) };
+        assert_eq!(s.compare(&key(), "a\n").unwrap().status, SnapshotStatus::Accepted);
+        assert_eq!(s.compare(&key(), "a\n").unwrap().status, SnapshotStatus::Matched);
+        assert_eq!(s.compare(&key(), "b\n").unwrap().status, SnapshotStatus::Changed);
     }
 }

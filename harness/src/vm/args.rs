@@ -89,10 +89,16 @@ pub fn qemu_args(cfg: &VmConfig, paths: &QemuPaths) -> Vec<OsString> {
 /// Memory and CPUs as the recipe says.
 pub fn machine_args(memory_mb: u32, cpus: u32) -> Vec<OsString> {
     vec![
+        // The guest's RAM in a memfd QEMU can share: a vhost-user-fs device (virtiofs, hot-added
+        // after a restore, see vm::virtiofs) needs its daemon to map guest memory. Every guest has
+        // it, so that one saved guest serves cases with and without shares (a restore must use
+        // the RAM layout the guest was saved with).
+        "-object".into(),
+        format!("memory-backend-memfd,id=ram,size={memory_mb}M,share=on").into(),
         // i440fx: has the ISA bus the 8250 UART(s) and the pvpanic port sit on, and PCI for
-        // virtio-serial.
+        // virtio-serial (and for hot-added virtiofs devices: ACPI PCI hotplug).
         "-machine".into(),
-        "pc".into(),
+        "pc,memory-backend=ram".into(),
         "-m".into(),
         format!("{memory_mb}M").into(),
         "-smp".into(),
@@ -186,7 +192,8 @@ mod tests {
         -display none
         -no-reboot
         -accel tcg,thread=single
-        -machine pc
+        -object memory-backend-memfd,id=ram,size=512M,share=on
+        -machine pc,memory-backend=ram
         -m 512M
         -smp 2
         -chardev file,id=console,path=/w/console.log,append=on

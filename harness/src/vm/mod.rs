@@ -19,6 +19,7 @@ pub mod args;
 pub mod console;
 mod qmp;
 pub mod reaper;
+pub mod virtiofs;
 
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -314,6 +315,8 @@ pub struct Vm {
     boot_time: Duration,
     hello: AgentHello,
     pid: u32,
+    /// The daemons of hot-added shares: dropped (killed) after QEMU.
+    shares: Vec<virtiofs::Virtiofsd>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -437,7 +440,16 @@ impl Vm {
             }
             other => exited_error(&monitor).unwrap_or(VmError::Agent(other)),
         })?;
-        Ok(Vm { agent, monitor, console, accel: cfg.accel, boot_time: started.elapsed(), hello, pid })
+        Ok(Vm {
+            agent,
+            monitor,
+            console,
+            accel: cfg.accel,
+            boot_time: started.elapsed(),
+            hello,
+            pid,
+            shares: Vec::new(),
+        })
     }
 
     /// Stop the guest and write its whole state to `path` (QMP `migrate` to a file), then end
@@ -480,6 +492,92 @@ impl Vm {
             }
         }
         Ok(SavedState { state: path.to_path_buf(), console })
+    }
+
+    /// Share a host directory into the running guest: start virtiofsd for it (its log is
+    /// `virtiofsd-<tag>.log` in the workdir), hot-add a `vhost-user-fs-pci` device over QMP and
+    /// have the agent mount the tag. Works on restored guests (the device is never part of a
+    /// migration). Returns what each part cost, host time.
+    pub fn add_share(&mut self, share: &virtiofs::Share) -> Result<virtiofs::ShareTiming, VmError> {
+        let mut timing = virtiofs::ShareTiming::default();
+        let t = Instant::now();
+        let log = self.console.with_file_name(format!("virtiofsd-{}.log", share.tag));
+        let daemon = virtiofs::Virtiofsd::start(share, &log)?;
+        timing.daemon_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        {
+            let mut m = lock(&self.monitor);
+            let q = m.qmp.as_mut().ok_or_else(|| VmError::Qmp {
+                what: "adding a share: QMP connection is closed".into(),
+                source: std::io::ErrorKind::NotConnected.into(),
+            })?;
+            let chardev = format!("vfs-{}", share.tag);
+            // virtiofsd binds its socket a moment before it listens: a refused connection is
+            // retried for up to 5 s (probing with a connection of our own would be taken by the
+            // daemon as its one frontend).
+            let until = Instant::now() + Duration::from_secs(5);
+            loop {
+                match q.chardev_add_unix(&chardev, &daemon.socket) {
+                    Ok(()) => break,
+                    Err(e) if e.to_string().contains("Connection refused") && Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(source) => {
+                        return Err(VmError::Qmp {
+                            what: format!("adding share {}: chardev-add {}", share.tag, daemon.socket.display()),
+                            source,
+                        })
+                    }
+                }
+            }
+            // The tag is the device's: virtiofsd's own --tag would crash QEMU 7.1–8.0.
+            q.device_add(
+                "vhost-user-fs-pci",
+                &format!("fs-{}", share.tag),
+                &[("chardev", &chardev), ("tag", &share.tag)],
+            )
+            .map_err(|source| VmError::Qmp {
+                what: format!(
+                    "adding share {}: device_add vhost-user-fs-pci (virtiofsd said: {})",
+                    share.tag,
+                    std::fs::read_to_string(&log).map(|t| tools::tail(&t, 5)).unwrap_or_default()
+                ),
+                source,
+            })?;
+        }
+        timing.hotadd_s = t.elapsed().as_secs_f64();
+        self.shares.push(daemon);
+        let t = Instant::now();
+        // The guest sees the device through ACPI hotplug and probes it; the agent retries the
+        // mount until the tag is there.
+        let mounted = self
+            .agent
+            .mount(&share.tag, &share.guest_dir, "virtiofs", share.readonly, Duration::from_secs(30))
+            .map_err(VmError::Agent)?;
+        if let Err(e) = mounted {
+            let hint = if matches!(e.name.as_str(), "ENODEV" | "EINVAL") {
+                " (the kernel needs CONFIG_VIRTIO_FS, its virtiofs module in the guest image, and ACPI PCI \
+                 hotplug, CONFIG_HOTPLUG_PCI_ACPI, to see the hot-added device)"
+            } else {
+                ""
+            };
+            return Err(VmError::State(format!(
+                "the guest could not mount share {} on {}: {} ({}: {}){hint}; console tail:\n{}",
+                share.tag,
+                share.guest_dir,
+                e.name,
+                e.errno,
+                e.message,
+                tools::tail(&self.console_text(), 15)
+            )));
+        }
+        timing.mount_s = t.elapsed().as_secs_f64();
+        Ok(timing)
+    }
+
+    /// The pids of the virtiofsd daemons serving this guest's shares.
+    pub fn share_daemons(&self) -> Vec<u32> {
+        self.shares.iter().map(|d| d.pid()).collect()
     }
 
     /// The agent client; its calls fail fast if the guest dies.

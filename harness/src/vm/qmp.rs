@@ -157,6 +157,28 @@ impl QmpConn {
         Ok((status, info.error_desc))
     }
 
+    /// `chardev-add` of a unix socket client (QEMU connects to `path`, e.g. a vhost-user
+    /// daemon's socket).
+    pub fn chardev_add_unix(&mut self, id: &str, path: &std::path::Path) -> Result<(), std::io::Error> {
+        // The typed command is deep (backend → socket → address); built from its JSON form.
+        let cmd: qmp::chardev_add = serde_json::from_value(serde_json::json!({
+            "id": id,
+            "backend": {"type": "socket", "data": {
+                "addr": {"type": "unix", "data": {"path": path}},
+                "server": false,
+            }},
+        }))
+        .map_err(std::io::Error::other)?;
+        self.qmp.execute(&cmd).map(drop).map_err(std::io::Error::from)
+    }
+
+    /// `device_add` of `driver` with `id` and the device's properties.
+    pub fn device_add(&mut self, driver: &str, id: &str, props: &[(&str, &str)]) -> Result<(), std::io::Error> {
+        let arguments = props.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+        let cmd = qmp::device_add { driver: driver.into(), id: Some(id.into()), bus: None, arguments };
+        self.qmp.execute(&cmd).map(drop).map_err(std::io::Error::from)
+    }
+
     /// `quit`: QEMU exits at once (the guest gets no say).
     pub fn quit(&mut self) -> Result<(), std::io::Error> {
         match self.qmp.execute(&qmp::quit {}) {

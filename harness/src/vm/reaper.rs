@@ -1,6 +1,7 @@
-//! QEMU must never outlive the harness, nor must the build tools it runs (make, gcc, rustc,
-//! dpkg-deb, mmdebstrap: a SIGTERM during a module build must not leave kbuild writing into the
-//! cache). Three layers make sure of it:
+//! QEMU must never outlive the harness, nor the virtiofsd daemons serving its shares
+//! ([`super::virtiofs`]), nor the build tools it runs (make, gcc, rustc, dpkg-deb, mmdebstrap:
+//! a SIGTERM during a module build must not leave kbuild writing into the cache). All are
+//! registered here and handled alike. Three layers make sure of it:
 //!
 //! 1. `PR_SET_PDEATHSIG(SIGKILL)` in the child: the kernel kills QEMU when the harness dies,
 //!    whatever killed it (Ctrl-C's default action, SIGKILL, a crash). Caveat: the signal fires
@@ -10,7 +11,7 @@
 //! 2. QEMU runs in its own process group, so the terminal's Ctrl-C does not race the harness
 //!    to it, and killing `-pgid` takes any helper it forked with it.
 //! 3. `Drop` of the VM kills and reaps the group. For a harness that installs its own SIGINT
-//!    handler (and so does not die of Ctrl-C), [`kill_all_vms`] is async-signal-safe and kills
+//!    handler (and so does not die of Ctrl-C), [`kill_all_children`] is async-signal-safe and kills
 //!    every live VM from inside the handler.
 
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -34,8 +35,9 @@ pub(crate) fn unregister(pgid: i32) {
     }
 }
 
-/// SIGKILL every child process group (QEMU, build tools) this process started and has not
-/// reaped yet. Async-signal-safe (atomics and kill(2) only): callable from a signal handler.
+/// SIGKILL every child process group (QEMU, virtiofsd, build tools) this process started and
+/// has not reaped yet. Async-signal-safe (atomics and kill(2) only): callable from a signal
+/// handler.
 pub fn kill_all_children() {
     for s in &LIVE {
         let pgid = s.load(Ordering::SeqCst);
