@@ -242,8 +242,14 @@ pub fn prepare(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Art
     // The modules tree: the kernel's own (hard links: it is large and never written), the
     // test modules in extra/, and depmod's index of all of them.
     let tree = staging.join("root/lib/modules").join(&kernel.release);
-    link_tree(&kernel.modules_dir, &tree)
-        .map_err(|e| format!("linking the modules tree into {}: {e}", tree.display()))?;
+    if kernel.debian_suite.is_some() {
+        link_tree(&kernel.modules_dir, &tree)
+            .map_err(|e| format!("linking the modules tree into {}: {e}", tree.display()))?;
+    } else {
+        // A build tree's modules sit among its objects: only the test modules go in (they
+        // need nothing but the kernel itself).
+        std::fs::create_dir_all(&tree).map_err(|e| format!("creating {}: {e}", tree.display()))?;
+    }
     let extra = tree.join("extra");
     std::fs::create_dir_all(&extra).map_err(|e| format!("creating {}: {e}", extra.display()))?;
     for k in &kos {
