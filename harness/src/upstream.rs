@@ -555,6 +555,21 @@ pub fn judge(script: &Script, r: &ExecResult) -> Vec<TestVerdict> {
     out
 }
 
+/// The guest was lost while the script ran (`died`: `Ok(what the console shows)` when the
+/// kernel died, `Err(why)` when the harness lost its channel): the verdicts [`judge`] drew from
+/// the output that reached the host stay for the tests the script finished; the test it was in
+/// FAILs (a kernel death is a finding) or is an ERROR; the rest were never run.
+pub fn guest_lost(script: &Script, verdicts: &mut [TestVerdict], died: Result<String, String>) {
+    let Some(i) = verdicts.iter().position(|v| !matches!(v, TestVerdict::Pass { .. })) else { return };
+    verdicts[i] = match died {
+        Ok(actual) => TestVerdict::Fail { diff: format!("the kernel died: {actual}"), seconds: 0.0 },
+        Err(message) => TestVerdict::Error(format!("running {}: {message}", script.file)),
+    };
+    for v in verdicts.iter_mut().skip(i + 1) {
+        *v = TestVerdict::NotRun(format!("not run: the guest running {} was lost", script.file));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,6 +672,22 @@ mod tests {
             "{v:?}"
         );
         assert!(matches!(&v[2], TestVerdict::NotRun(_)));
+    }
+
+    #[test]
+    fn a_kernel_death_keeps_the_finished_tests_and_fails_the_one_in_progress() {
+        // What reached the results share before the guest died: one test done, one started.
+        let r = result(-1, &[(0, "TEST: basic function patching ... ok"), (0, "TEST: multiple livepatches ... ")], "");
+        let mut v = judge(&script(), &r);
+        guest_lost(&script(), &mut v, Ok("Kernel panic - not syncing: Oops".into()));
+        assert!(matches!(v[0], TestVerdict::Pass { .. }), "{v:?}");
+        assert!(matches!(&v[1], TestVerdict::Fail { diff, .. } if diff.contains("Kernel panic")), "{v:?}");
+        assert!(matches!(&v[2], TestVerdict::NotRun(m) if m.contains("was lost")), "{v:?}");
+
+        let mut v = judge(&script(), &result(-1, &[], ""));
+        guest_lost(&script(), &mut v, Err("the harness lost its channel".into()));
+        assert!(matches!(&v[0], TestVerdict::Error(m) if m.contains("lost its channel")), "{v:?}");
+        assert!(matches!(&v[1], TestVerdict::NotRun(_)) && matches!(&v[2], TestVerdict::NotRun(_)), "{v:?}");
     }
 
     #[test]
