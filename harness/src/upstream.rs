@@ -242,8 +242,14 @@ pub fn prepare(kernel: &Kernel, cache: &Path, progress: &Progress) -> Result<Art
     // The modules tree: the kernel's own (hard links: it is large and never written), the
     // test modules in extra/, and depmod's index of all of them.
     let tree = staging.join("root/lib/modules").join(&kernel.release);
-    link_tree(&kernel.modules_dir, &tree)
-        .map_err(|e| format!("linking the modules tree into {}: {e}", tree.display()))?;
+    if kernel.debian_suite.is_some() {
+        link_tree(&kernel.modules_dir, &tree)
+            .map_err(|e| format!("linking the modules tree into {}: {e}", tree.display()))?;
+    } else {
+        // A build tree's modules sit among its objects: only the test modules go in (they
+        // need nothing but the kernel itself).
+        std::fs::create_dir_all(&tree).map_err(|e| format!("creating {}: {e}", tree.display()))?;
+    }
     let extra = tree.join("extra");
     std::fs::create_dir_all(&extra).map_err(|e| format!("creating {}: {e}", extra.display()))?;
     for k in &kos {
@@ -549,6 +555,21 @@ pub fn judge(script: &Script, r: &ExecResult) -> Vec<TestVerdict> {
     out
 }
 
+/// The guest was lost while the script ran (`died`: `Ok(what the console shows)` when the
+/// kernel died, `Err(why)` when the harness lost its channel): the verdicts [`judge`] drew from
+/// the output that reached the host stay for the tests the script finished; the test it was in
+/// FAILs (a kernel death is a finding) or is an ERROR; the rest were never run.
+pub fn guest_lost(script: &Script, verdicts: &mut [TestVerdict], died: Result<String, String>) {
+    let Some(i) = verdicts.iter().position(|v| !matches!(v, TestVerdict::Pass { .. })) else { return };
+    verdicts[i] = match died {
+        Ok(actual) => TestVerdict::Fail { diff: format!("the kernel died: {actual}"), seconds: 0.0 },
+        Err(message) => TestVerdict::Error(format!("running {}: {message}", script.file)),
+    };
+    for v in verdicts.iter_mut().skip(i + 1) {
+        *v = TestVerdict::NotRun(format!("not run: the guest running {} was lost", script.file));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,6 +672,22 @@ mod tests {
             "{v:?}"
         );
         assert!(matches!(&v[2], TestVerdict::NotRun(_)));
+    }
+
+    #[test]
+    fn a_kernel_death_keeps_the_finished_tests_and_fails_the_one_in_progress() {
+        // What reached the results share before the guest died: one test done, one started.
+        let r = result(-1, &[(0, "TEST: basic function patching ... ok"), (0, "TEST: multiple livepatches ... ")], "");
+        let mut v = judge(&script(), &r);
+        guest_lost(&script(), &mut v, Ok("Kernel panic - not syncing: Oops".into()));
+        assert!(matches!(v[0], TestVerdict::Pass { .. }), "{v:?}");
+        assert!(matches!(&v[1], TestVerdict::Fail { diff, .. } if diff.contains("Kernel panic")), "{v:?}");
+        assert!(matches!(&v[2], TestVerdict::NotRun(m) if m.contains("was lost")), "{v:?}");
+
+        let mut v = judge(&script(), &result(-1, &[], ""));
+        guest_lost(&script(), &mut v, Err("the harness lost its channel".into()));
+        assert!(matches!(&v[0], TestVerdict::Error(m) if m.contains("lost its channel")), "{v:?}");
+        assert!(matches!(&v[1], TestVerdict::NotRun(_)) && matches!(&v[2], TestVerdict::NotRun(_)), "{v:?}");
     }
 
     #[test]

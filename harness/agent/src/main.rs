@@ -32,9 +32,20 @@ static KMSG: OnceLock<File> = OnceLock::new();
 /// Log a line to the kernel log (so it lands in the console and in dmesg) or, before /dev is
 /// mounted and on the host, to stderr.
 fn log(msg: &str) {
+    let line = format!("<6>klp-agent: {msg}\n");
     match KMSG.get() {
-        Some(mut f) => {
-            let _ = f.write_all(format!("<6>klp-agent: {msg}\n").as_bytes());
+        Some(mut kept) => {
+            // A fresh open per line: the kernel rate-limits writes to /dev/kmsg per open file
+            // (a burst of 10 per 5 s), and a boot logs more than that (one line per boot
+            // module), which silently dropped `serving on …` once the image carried 10 modules.
+            match OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open("/dev/kmsg") {
+                Ok(mut f) => {
+                    let _ = f.write_all(line.as_bytes());
+                }
+                Err(_) => {
+                    let _ = kept.write_all(line.as_bytes());
+                }
+            }
         }
         None => eprintln!("klp-agent: {msg}"),
     }

@@ -1048,17 +1048,7 @@ fn run_script(
     }
     let mut verdicts = upstream::judge(script, &r);
     if let Some(judged) = lost {
-        // The test the script was in when the guest was lost: FAIL if the kernel died (a
-        // finding), ERROR if the harness lost its channel; the rest were never run.
-        if let Some(i) = verdicts.iter().position(|v| !matches!(v, TestVerdict::Pass { .. })) {
-            verdicts[i] = match judged {
-                Ok((_, actual)) => TestVerdict::Fail { diff: format!("the kernel died: {actual}"), seconds: 0.0 },
-                Err(message) => TestVerdict::Error(format!("running {}: {message}", script.file)),
-            };
-            for v in verdicts.iter_mut().skip(i + 1) {
-                *v = TestVerdict::NotRun(format!("not run: the guest running {} was lost", script.file));
-            }
-        }
+        upstream::guest_lost(script, &mut verdicts, judged.map(|(_, actual)| actual));
     }
     let n = bases.len().max(1) as f64;
     bases
