@@ -207,7 +207,7 @@ mod tests {
         -action panic=pause
         -kernel /k/vmlinuz
         -initrd /w/initramfs.cpio
-        -append console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 rdinit=/init i8042.noaux i8042.nokbd klp_agent.channel=virtio:org.klp-conform.agent oops=panic
+        -append console=ttyS0 earlyprintk=serial,ttyS0 panic=-1 rdinit=/init i8042.noaux i8042.nokbd no_timer_check klp_agent.channel=virtio:org.klp-conform.agent oops=panic
         ");
         cfg.guest = guest.with_isa_serial();
         let isa = joined(&qemu_args(&cfg, &paths));
