@@ -854,6 +854,16 @@ fn save_booted_guest(cfg: &VmConfig, state: &Path) -> Result<vm::SavedState, Str
     vm.save_state(state).map_err(|e| chain(&e))
 }
 
+/// A guest for one case (or script), its console and logs in `workdir`: restored from the
+/// kernel's saved booted guest, or booted when there is none.
+fn start_guest(p: &Prepared, workdir: &Path) -> Result<Vm, vm::VmError> {
+    let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, workdir, &p.guest) };
+    match &p.saved {
+        Some(state) => Vm::restore(&cfg, state),
+        None => Vm::boot(&cfg),
+    }
+}
+
 /// Boot a guest, run the case's steps, keep console and kernel log, power off.
 fn run_one(
     p: &Prepared,
@@ -873,12 +883,7 @@ fn run_one(
         return out.errored(format!("creating {}: {e}", workdir.display()));
     }
     out.logs.insert("console".into(), rel.join("console.log").display().to_string());
-    let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
-    let vm = match &p.saved {
-        Some(state) => Vm::restore(&cfg, state),
-        None => Vm::boot(&cfg),
-    };
-    let mut vm = match vm {
+    let mut vm = match start_guest(p, &workdir) {
         Ok(vm) => vm,
         Err(e) => {
             out.duration_s = started.elapsed().as_secs_f64();
@@ -973,12 +978,7 @@ fn run_script(
         b.transport = Some("virtiofs".into());
         b.logs.insert("console".into(), rel.join("console.log").display().to_string());
     }
-    let cfg = VmConfig { accel: p.accel, ..VmConfig::new(&p.boot_kernel, &p.initramfs, &workdir, &p.guest) };
-    let vm = match &p.saved {
-        Some(state) => Vm::restore(&cfg, state),
-        None => Vm::boot(&cfg),
-    };
-    let mut vm = match vm {
+    let mut vm = match start_guest(p, &workdir) {
         Ok(vm) => vm,
         Err(e) => return all_errored(bases, format!("the VM did not start: {}", chain(&e))),
     };
