@@ -41,5 +41,21 @@ void klp_helper_irq_restore(unsigned long flags);
 int klp_helper_ftrace_user_register(const char *name);
 void klp_helper_ftrace_user_unregister(void);
 unsigned long klp_helper_ftrace_user_hits(void);
+/*
+ * Kernel mutants (klp_mutant): redirect one function of the livepatch core to `new_func` (same C
+ * signature) through one ftrace_ops with FTRACE_OPS_FL_IPMODIFY, as klp_ftrace_handler does for
+ * that kernel line. `name` is looked up near klp_enable_patch (kallsyms order, see
+ * klp_helpers.c) because static names such as enabled_store are not unique in vmlinux. 0 or a
+ * negative errno, the reason printed to the kernel log.
+ */
+int klp_helper_redirect_register(const char *name, void *new_func);
+void klp_helper_redirect_unregister(void);
+/*
+ * kernel/livepatch/core.c's klp_free_patch_finish() without its final module_put(): the
+ * `free_patch_no_module_put` mutant. Compiled against the kernel's own struct klp_patch.
+ */
+void klp_helper_free_patch_finish_no_put(void *patch);
+/* sysfs_emit(buf, "%s", s): what a sysfs show function returns. */
+long klp_helper_sysfs_emit_str(char *buf, const char *s);
 
 #endif
