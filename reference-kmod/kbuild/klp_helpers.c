@@ -192,14 +192,19 @@ static bool klp_helper_symbol_at(unsigned long addr, char *name, unsigned long *
  */
 static unsigned long klp_helper_find_core_function(const char *target)
 {
-	static char name[KSYM_NAME_LEN];
+	static char name[KSYM_NAME_LEN], clone[KSYM_NAME_LEN];
 	unsigned long anchor = (unsigned long)klp_enable_patch, addr, start, size, found = 0;
+	size_t len = strlen(target);
 	int i, found_at = 0, seen = 0;
+
+	clone[0] = 0;
 
 	/* Forward, from klp_enable_patch itself. */
 	for (addr = anchor, i = 0; i < KLP_HELPER_WALK; i++) {
 		if (!klp_helper_symbol_at(addr, name, &start, &size))
 			break;
+		if (!clone[0] && !strncmp(name, target, len) && name[len] == '.')
+			strscpy(clone, name, sizeof(clone));
 		if (!strcmp(name, target)) {
 			seen++;
 			if (!found) {
@@ -213,6 +218,8 @@ static unsigned long klp_helper_find_core_function(const char *target)
 	for (addr = anchor, i = 1; i <= KLP_HELPER_WALK; i++) {
 		if (!klp_helper_symbol_at(addr - 1, name, &start, &size))
 			break;
+		if (!clone[0] && !strncmp(name, target, len) && name[len] == '.')
+			strscpy(clone, name, sizeof(clone));
 		if (!strcmp(name, target)) {
 			seen++;
 			if (!found || i < found_at) {
@@ -221,6 +228,12 @@ static unsigned long klp_helper_find_core_function(const char *target)
 			}
 		}
 		addr = start;
+	}
+	if (!found && clone[0]) {
+		pr_err("klp_mutant: not applicable: %s exists only as the compiler's clone %s (its calling "
+		       "convention may differ from the source's), within %d kallsyms symbols of klp_enable_patch\n",
+		       target, clone, KLP_HELPER_WALK);
+		return 0;
 	}
 	if (!found) {
 		pr_err("klp_mutant: not applicable: no symbol %s within %d kallsyms symbols of klp_enable_patch "
