@@ -23,6 +23,8 @@ pub const MODULE: &str = "klp_mutant";
 pub const CONTROL: &str = "none";
 /// What a kernel mutant's id is prefixed with in a case name: `<case>@kernel:<id>`.
 pub const PREFIX: &str = "kernel:";
+/// How the runner's skip reason of a run whose mutant does not apply begins.
+pub const SKIP_PREFIX: &str = "kernel mutant not applicable: ";
 /// What the module prints when a mutant cannot apply to the running kernel.
 pub const NOT_APPLICABLE: &str = "klp_mutant: not applicable: ";
 
@@ -71,7 +73,8 @@ pub const ALL: &[KernelMutant] = &[
     KernelMutant {
         id: "free_patch_no_module_put",
         target: "klp_free_patch_finish",
-        description: "klp_free_patch_finish without its final module_put (kobject_put and the wait for the release kept)",
+        description: "klp_free_patch_finish without its final module_put (kobject_put and the wait for the release \
+                      kept); where gcc inlined it, klp_free_patch_work_fn (the disable path's free work) likewise",
     },
 ];
 
@@ -208,7 +211,10 @@ pub fn build(report: &Report, mutants: &[KernelMutant]) -> KernelMutants {
                     }
                     Status::Pass => r.passed.push(cid),
                     Status::Skip => {
-                        not_applicable.get_or_insert_with(|| o.skip_reason.clone().unwrap_or_default());
+                        not_applicable.get_or_insert_with(|| {
+                            let why = o.skip_reason.as_deref().unwrap_or_default();
+                            why.strip_prefix(SKIP_PREFIX).unwrap_or(why).to_string()
+                        });
                     }
                     Status::Error => r.errors.push(CaseNote { case: cid, why: outcome_reason(o) }),
                 }
@@ -333,9 +339,7 @@ mod tests {
                     actual: "\"0\"".into(),
                 });
             }
-            Status::Skip => {
-                o.skip_reason = Some(format!("kernel mutant not applicable: {NOT_APPLICABLE}no symbol klp_check_stack"))
-            }
+            Status::Skip => o.skip_reason = Some(format!("{SKIP_PREFIX}no symbol klp_check_stack")),
             Status::Error => o.error = Some("the VM did not start\nconsole".into()),
             Status::Pass => {}
         }
@@ -404,8 +408,9 @@ mod tests {
             m("d", "switch_task_never", Status::Pass),
             m("d", "check_stack_always_safe", Status::Skip),
         ]);
-        let picked = select(&["transition_show_zero".into(), "switch_task_never".into(), "check_stack_always_safe".into()])
-            .unwrap();
+        let picked =
+            select(&["transition_show_zero".into(), "switch_task_never".into(), "check_stack_always_safe".into()])
+                .unwrap();
         let km = build(&r, &picked);
         let k = &km.kernels[0];
         assert_eq!(k.cases, ["transition/a", "transition/d"]);
@@ -415,7 +420,10 @@ mod tests {
         assert_eq!(show.status, "detected");
         assert_eq!(show.detected_by.len(), 1, "b's failure does not count: its control failed");
         assert_eq!(show.detected_by[0].case, "transition/a");
-        assert_eq!(show.detected_by[0].how, "step 3: wait for /sys/kernel/livepatch/p/transition = \"1\": expected \"1\" within 5s");
+        assert_eq!(
+            show.detected_by[0].how,
+            "step 3: wait for /sys/kernel/livepatch/p/transition = \"1\": expected \"1\" within 5s"
+        );
         assert_eq!(show.errors[0].case, "transition/d");
         assert_eq!(never.status, "undetected");
         assert_eq!(never.passed, ["transition/a", "transition/d"]);
@@ -423,9 +431,12 @@ mod tests {
         assert!(stack.reason.as_deref().unwrap().contains("no symbol klp_check_stack"));
         assert_eq!(km.exit_code(), 1, "an undetected mutant is a gap");
         let text = km.render();
-        assert!(text.contains("transition_show_zero       transition_show        detected by 1 of 2 case(s)"), "{text}");
+        assert!(
+            text.contains("transition_show_zero       transition_show        detected by 1 of 2 case(s)"),
+            "{text}"
+        );
         assert!(text.contains("switch_task_never          klp_try_switch_task    NOT DETECTED"), "{text}");
-        assert!(text.contains("not applicable: kernel mutant not applicable"), "{text}");
+        assert!(text.contains("klp_check_stack        not applicable: no symbol klp_check_stack\n"), "{text}");
         assert!(text.contains("kernel mutants: 1 detected, 1 undetected, 1 not applicable, 0 error(s)"), "{text}");
 
         // Without the undetected one: every applicable mutant detected → 0.

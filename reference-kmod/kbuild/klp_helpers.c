@@ -294,6 +294,13 @@ void klp_helper_free_patch_finish_no_put(void *p)
 	wait_for_completion(&patch->finish);
 }
 
+void klp_helper_free_patch_work_no_put(struct work_struct *work)
+{
+	/* kernel/livepatch/core.c klp_free_patch_work_fn(), with klp_free_patch_finish() inlined
+	 * (as gcc does in 6.1) and without its module_put(). */
+	klp_helper_free_patch_finish_no_put(container_of(work, struct klp_patch, free_work));
+}
+
 long klp_helper_sysfs_emit_str(char *buf, const char *s)
 {
 	return sysfs_emit(buf, "%s", s);

@@ -55,6 +55,10 @@ void klp_helper_redirect_unregister(void);
  * `free_patch_no_module_put` mutant. Compiled against the kernel's own struct klp_patch.
  */
 void klp_helper_free_patch_finish_no_put(void *patch);
+/* klp_free_patch_work_fn(work) without the module_put(), for kernels where gcc inlined
+ * klp_free_patch_finish() into it. */
+struct work_struct;
+void klp_helper_free_patch_work_no_put(struct work_struct *work);
 /* sysfs_emit(buf, "%s", s): what a sysfs show function returns. */
 long klp_helper_sysfs_emit_str(char *buf, const char *s);
 

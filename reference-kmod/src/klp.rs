@@ -841,6 +841,12 @@ impl Redirect {
     pub fn free_patch_finish_without_module_put() -> *const c_void {
         b::klp_helper_free_patch_finish_no_put as *const c_void
     }
+
+    /// `klp_free_patch_work_fn()` (the patch's free work) likewise: for kernels where gcc
+    /// inlined `klp_free_patch_finish()` into it.
+    pub fn free_patch_work_without_module_put() -> *const c_void {
+        b::klp_helper_free_patch_work_no_put as *const c_void
+    }
 }
 
 /// The page-sized buffer sysfs hands to a show function (`char *buf`): only the kernel makes

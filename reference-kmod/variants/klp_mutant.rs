@@ -70,7 +70,11 @@ extern "C" fn klp_variant_init() -> c_int {
         klp::pr_err!("unknown mutant {:?}", name);
         return -22; // EINVAL
     };
-    let r = Redirect::install(target, new_func);
+    let mut r = Redirect::install(target, new_func);
+    if r == -2 && name == c"free_patch_no_module_put" {
+        // ENOENT: inlined (6.1): its only other caller, the free work, without the put.
+        r = Redirect::install(c"klp_free_patch_work_fn", Redirect::free_patch_work_without_module_put());
+    }
     if r == 0 {
         klp::pr_info!("mutant {:?} active", name);
     }

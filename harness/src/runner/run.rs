@@ -443,7 +443,10 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                                 for m in suite::mutate::expand(&planned).into_iter().filter(|m| wanted(m)) {
                                     let mut base = CaseOutcome::new(ls.suite.name(), m.name(), m.spec_ids());
                                     base.divergence = m.divergence_text();
-                                    items.push(item(m.name(), Todo::Run { case: Box::new(m.clone()), base, preload: None }));
+                                    items.push(item(
+                                        m.name(),
+                                        Todo::Run { case: Box::new(m.clone()), base, preload: None },
+                                    ));
                                 }
                                 continue;
                             }
@@ -728,7 +731,7 @@ fn run_one(
             vm.quit();
             out.duration_s = started.elapsed().as_secs_f64();
             return match e {
-                PreloadError::NotApplicable(why) => out.skipped(format!("kernel mutant not applicable: {why}")),
+                PreloadError::NotApplicable(why) => out.skipped(format!("{}{why}", crate::kernel_mutants::SKIP_PREFIX)),
                 PreloadError::Failed(why) => out.errored(why),
             };
         }
@@ -791,9 +794,10 @@ fn load_kernel_mutant(vm: &mut Vm, params: &str) -> Result<(), PreloadError> {
         .map(|r| r.text)
         .filter(|t| t.starts_with(&format!("{module}:")))
         .collect();
-    match said.iter().find_map(|l| l.strip_prefix(crate::kernel_mutants::NOT_APPLICABLE)) {
-        Some(why) => Err(PreloadError::NotApplicable(why.to_string())),
-        None => Err(PreloadError::Failed(format!(
+    let why: Vec<&str> = said.iter().filter_map(|l| l.strip_prefix(crate::kernel_mutants::NOT_APPLICABLE)).collect();
+    match why.is_empty() {
+        false => Err(PreloadError::NotApplicable(why.join("; "))),
+        true => Err(PreloadError::Failed(format!(
             "loading {module} {params} failed with {} ({}); kernel log: {}",
             errno.name,
             errno.message,
