@@ -137,11 +137,18 @@ static void notrace klp_helper_redirect_cb(unsigned long ip, unsigned long paren
 	regs->ip = READ_ONCE(klp_helper_redirect_to);
 }
 #else
-/* From 5.11 klp_ftrace_handler sets the new ip with ftrace_instruction_pointer_set(fregs, ...). */
+/*
+ * From 5.11 klp_ftrace_handler sets the new ip with ftrace_instruction_pointer_set(fregs, ...),
+ * renamed ftrace_regs_set_instruction_pointer() in 6.7 (both x86 macros).
+ */
 static void notrace klp_helper_redirect_cb(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
 					    struct ftrace_regs *fregs)
 {
+#ifdef ftrace_regs_set_instruction_pointer
+	ftrace_regs_set_instruction_pointer(fregs, READ_ONCE(klp_helper_redirect_to));
+#else
 	ftrace_instruction_pointer_set(fregs, READ_ONCE(klp_helper_redirect_to));
+#endif
 }
 #endif
 
