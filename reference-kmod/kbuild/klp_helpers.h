@@ -42,7 +42,8 @@ int klp_helper_ftrace_user_register(const char *name);
 void klp_helper_ftrace_user_unregister(void);
 unsigned long klp_helper_ftrace_user_hits(void);
 /*
- * Kernel mutants (klp_mutant): redirect one function of the livepatch core to `new_func` (same C
+ * Kernel mutants (klp_mutant; defined in klp_mutant_helpers.c, which only klp_mutant compiles):
+ * redirect one function of the livepatch core to `new_func` (same C
  * signature) through one ftrace_ops with FTRACE_OPS_FL_IPMODIFY, as klp_ftrace_handler does for
  * that kernel line. `name` is looked up near klp_enable_patch (kallsyms order, see
  * klp_helpers.c) because static names such as enabled_store are not unique in vmlinux. 0 or a

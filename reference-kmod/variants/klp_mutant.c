@@ -1,3 +1,6 @@
+/* The kernel-mutant helpers (the redirecting ftrace_ops), compiled into this module only. */
+#include "klp_mutant_helpers.c"
+
 /* Module parameter of klp_mutant (storage in variants/klp_mutant.rs). */
 extern char *klp_mutant_name;
 module_param_named(mutant, klp_mutant_name, charp, 0444);
