@@ -139,6 +139,19 @@ pub struct MutateArgs {
     /// is killed (the report says which were killed only on a rerun: they depend on timing).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub reruns: usize,
+    /// Kernel mutants instead of case mutants: run the selected cases against each kernel
+    /// mutant, a livepatch core function redirected to a wrong version by the module
+    /// `klp_mutant` (loaded right after the guest starts, before the case's steps), and against
+    /// its control (`mutant=none`). Reports per mutant which cases detected it (failed while
+    /// their control passed), or that it is not applicable to the kernel and why. Exit 0 when
+    /// every applicable mutant is detected, 1 when one is not, 2 on errors only.
+    #[arg(long)]
+    pub kernel_mutants: bool,
+    /// Only this kernel mutant (implies --kernel-mutants). Repeatable; default: all of them
+    /// (enabled_store_noop, force_store_noop, transition_show_zero, check_stack_always_safe,
+    /// switch_task_never, send_signals_noop, free_patch_no_module_put).
+    #[arg(long = "kernel-mutant", value_name = "ID")]
+    pub kernel_mutant: Vec<String>,
     /// Also write the result as JSON (schema `klp-conform.mutate.v1`) to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -731,6 +744,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
             user_modules: Vec::new(),
             snapshot_overrides: Default::default(),
             upstream,
+            kernel_mutants: Vec::new(),
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: a.fresh_boot,
@@ -1002,6 +1016,7 @@ fn bench_suite(
         user_modules: Vec::new(),
         snapshot_overrides: Default::default(),
         upstream: false,
+        kernel_mutants: Vec::new(),
     };
     let variants = crate::bench::suite_variants(jobs);
     let quiet = Progress::quiet();
@@ -1160,12 +1175,18 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
                     .into(),
             );
         }
+        let kernel_mutants = if a.kernel_mutants || !a.kernel_mutant.is_empty() {
+            crate::kernel_mutants::select(&a.kernel_mutant)?.iter().map(|m| m.id.to_string()).collect()
+        } else {
+            Vec::new()
+        };
         let cfg = RunConfig {
             mutate: true,
             upstream: false,
             mutants_only: None,
             user_modules: Vec::new(),
             snapshot_overrides: Default::default(),
+            kernel_mutants,
             cases: a.cases.clone(),
             jobs: a.jobs,
             fresh_boot: false,
@@ -1214,6 +1235,26 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             return EXIT_HARNESS;
         }
     };
+    if !cfg.kernel_mutants.is_empty() {
+        let picked = crate::kernel_mutants::select(&cfg.kernel_mutants).expect("validated above");
+        let km = crate::kernel_mutants::build(&report, &picked);
+        let guests = report.runs.iter().map(|r| r.cases.len()).sum::<usize>();
+        print!("{}", km.render());
+        progress.note(format!(
+            "suites mutate --kernel-mutants: {:.0} s wall, {guests} guests; logs in {}",
+            started.elapsed().as_secs_f64(),
+            cfg.out.display()
+        ));
+        let code = km.exit_code();
+        if let Some(json) = &a.json {
+            let m = crate::mutation::MutationReport::of_kernel_mutants(km);
+            if let Err(e) = crate::fsutil::write_atomic(json, m.to_json().as_bytes()) {
+                eprintln!("error: writing {}: {e}", json.display());
+                return EXIT_HARNESS;
+            }
+        }
+        return code;
+    }
     let mut m = crate::mutation::build(&report, &suites);
     let mut guests = report.runs.iter().map(|r| r.cases.len()).sum::<usize>();
     let mut cfg = cfg;

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod fsutil;
 pub mod image;
 pub mod kernel;
+pub mod kernel_mutants;
 pub mod kmod;
 pub mod mutation;
 pub mod progress;

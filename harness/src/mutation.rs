@@ -21,8 +21,12 @@ pub const SCHEMA: &str = "klp-conform.mutate.v1";
 #[derive(Debug, Clone, Serialize)]
 pub struct MutationReport {
     pub schema: String,
+    /// Case mutants (empty in a `--kernel-mutants` run).
     pub kernels: Vec<KernelMutation>,
     pub score: Score,
+    /// Kernel mutants (`--kernel-mutants`): per kernel and mutant, the cases that detected it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_mutants: Option<crate::kernel_mutants::KernelMutants>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,7 +164,7 @@ pub fn build(report: &Report, suites: &[Suite]) -> MutationReport {
             score: kscore,
         });
     }
-    MutationReport { schema: SCHEMA.into(), kernels, score: total }
+    MutationReport { schema: SCHEMA.into(), kernels, score: total, kernel_mutants: None }
 }
 
 fn judge_case(
@@ -244,6 +248,11 @@ fn judge_case(
 }
 
 impl MutationReport {
+    /// The JSON of a `--kernel-mutants` run: no case mutants, the `kernel_mutants` section.
+    pub fn of_kernel_mutants(km: crate::kernel_mutants::KernelMutants) -> Self {
+        MutationReport { schema: SCHEMA.into(), kernels: Vec::new(), score: Score::default(), kernel_mutants: Some(km) }
+    }
+
     /// 0: no mutant that is not marked equivalent survived and nothing errored; 1: one
     /// survived; 2: errors only (mutants or baselines that could not be judged).
     pub fn exit_code(&self) -> i32 {

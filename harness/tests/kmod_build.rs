@@ -121,6 +121,7 @@ const VARIANTS: &[(&str, bool)] = &[
     ("klp_bench_patch", true),
     ("klp_bench_patch2", true),
     ("klp_bench_patch_hold", true),
+    ("klp_mutant", false),
     ("klp_ref_ambiguous", true),
     ("klp_ref_badpos", true),
     ("klp_ref_busy", false),
@@ -148,6 +149,7 @@ const VARIANTS: &[(&str, bool)] = &[
 /// Module parameters each variant must declare (`parmtype=<name>:<type>`).
 const PARAMS: &[(&str, &[&str])] = &[
     ("klp_bench", &["batches:int", "calls:int", "holders:int", "hold:int", "hold_ms:int", "holding:int"]),
+    ("klp_mutant", &["mutant:charp"]),
     ("klp_ref_busy", &["block:bool", "kthread:bool", "sleep_mode:string"]),
     ("klp_ref_busy_patch", &["block:bool"]),
     ("klp_ref_callbacks", &["pre_patch_ret:int"]),

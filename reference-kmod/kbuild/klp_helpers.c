@@ -3,6 +3,7 @@
 #include <linux/err.h>
 #include <linux/ftrace.h>
 #include <linux/irqflags.h>
+#include <linux/kernel.h>
 #include <linux/preempt.h>
 #include <linux/string.h>
 #include <linux/version.h>

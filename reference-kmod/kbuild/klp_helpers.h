@@ -46,5 +46,26 @@ int klp_helper_current_pid(void);
 int klp_helper_current_patch_state(void);
 /* ktime_get_ns(): CLOCK_MONOTONIC nanoseconds. */
 unsigned long long klp_helper_ktime_ns(void);
+/*
+ * Kernel mutants (klp_mutant; defined in klp_mutant_helpers.c, which only klp_mutant compiles):
+ * redirect one function of the livepatch core to `new_func` (same C
+ * signature) through one ftrace_ops with FTRACE_OPS_FL_IPMODIFY, as klp_ftrace_handler does for
+ * that kernel line. `name` is looked up near klp_enable_patch (kallsyms order, see
+ * klp_helpers.c) because static names such as enabled_store are not unique in vmlinux. 0 or a
+ * negative errno, the reason printed to the kernel log.
+ */
+int klp_helper_redirect_register(const char *name, void *new_func);
+void klp_helper_redirect_unregister(void);
+/*
+ * kernel/livepatch/core.c's klp_free_patch_finish() without its final module_put(): the
+ * `free_patch_no_module_put` mutant. Compiled against the kernel's own struct klp_patch.
+ */
+void klp_helper_free_patch_finish_no_put(void *patch);
+/* klp_free_patch_work_fn(work) without the module_put(), for kernels where gcc inlined
+ * klp_free_patch_finish() into it. */
+struct work_struct;
+void klp_helper_free_patch_work_no_put(struct work_struct *work);
+/* sysfs_emit(buf, "%s", s): what a sysfs show function returns. */
+long klp_helper_sysfs_emit_str(char *buf, const char *s);
 
 #endif

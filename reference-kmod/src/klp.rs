@@ -828,6 +828,60 @@ pub fn ktime_ns() -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Kernel mutants: a function of the livepatch core redirected to a wrong version (klp_mutant)
+
+/// The module's one redirecting `ftrace_ops` (`FTRACE_OPS_FL_IPMODIFY`, SAVE_REGS where the
+/// kernel line's livepatch needs it): every call of one livepatch core function runs another
+/// function instead, as `klp_ftrace_handler` does for a patched function. See
+/// `klp_helper_redirect_register` for how the function is found.
+pub struct Redirect;
+
+impl Redirect {
+    /// Redirect the livepatch core's `target` to `new_func`; 0 or a negative errno (the reason
+    /// is in the kernel log: not found near `klp_enable_patch`, ambiguous, not traceable).
+    ///
+    /// `new_func` must have the C signature of `target` on this kernel (as [`Func::new`]'s).
+    pub fn install(target: &CStr, new_func: *const c_void) -> c_int {
+        // SAFETY: the helper copies nothing but reads the NUL-terminated name during the call;
+        // `new_func` is only stored as the ip calls of `target` continue at, which the caller
+        // guarantees has `target`'s signature.
+        unsafe { b::klp_helper_redirect_register(target.as_ptr(), new_func as *mut c_void) }
+    }
+
+    /// Stop redirecting (no-op when nothing is); the ftrace handler no longer runs on return.
+    pub fn remove() {
+        // SAFETY: serialised by module init/exit, the only callers.
+        unsafe { b::klp_helper_redirect_unregister() }
+    }
+
+    /// `klp_free_patch_finish()` of kernel/livepatch/core.c without its final `module_put()`
+    /// (a C helper compiled against the kernel's own `struct klp_patch`): a replacement for it.
+    pub fn free_patch_finish_without_module_put() -> *const c_void {
+        b::klp_helper_free_patch_finish_no_put as *const c_void
+    }
+
+    /// `klp_free_patch_work_fn()` (the patch's free work) likewise: for kernels where gcc
+    /// inlined `klp_free_patch_finish()` into it.
+    pub fn free_patch_work_without_module_put() -> *const c_void {
+        b::klp_helper_free_patch_work_no_put as *const c_void
+    }
+}
+
+/// The page-sized buffer sysfs hands to a show function (`char *buf`): only the kernel makes
+/// one, by calling a show function declared with `&SysfsPage` (the ABI of `char *`).
+#[repr(transparent)]
+pub struct SysfsPage(UnsafeCell<c_char>);
+
+impl SysfsPage {
+    /// `sysfs_emit(buf, "%s", s)`: the byte count a show function returns.
+    pub fn emit(&self, s: &CStr) -> isize {
+        // SAFETY: `self` is the start of the page sysfs allocated for this show call (see the
+        // type); `sysfs_emit` writes at most PAGE_SIZE bytes into it, `s` is NUL-terminated.
+        unsafe { b::klp_helper_sysfs_emit_str(self.0.get(), s.as_ptr()) as isize }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // printk
 
 /// A NUL-terminated line of at most 255 bytes, formatted into a stack buffer.
@@ -916,6 +970,30 @@ impl IntParam {
     pub fn set(&self, v: c_int) {
         // SAFETY: see `Sync` above: one aligned store of a whole int.
         unsafe { core::ptr::write_volatile(self.0.get(), v) }
+    }
+}
+
+/// Storage of a `charp` module parameter (C `extern char *<sym>;`, `module_param_named(…,
+/// charp, 0444)`): NULL or a NUL-terminated string the kernel set at load.
+#[repr(transparent)]
+pub struct StrParam(UnsafeCell<*const c_char>);
+
+// SAFETY: a 0444 `charp` parameter is written once, by `param_set_charp` while the module is
+// loaded and before its init runs, with a pointer to a NUL-terminated string that lives until
+// the module is freed; Rust only reads it.
+unsafe impl Sync for StrParam {}
+
+impl StrParam {
+    pub const fn new() -> Self {
+        Self(UnsafeCell::new(core::ptr::null()))
+    }
+    /// The value, `None` when the parameter was not given.
+    pub fn get(&self) -> Option<&CStr> {
+        // SAFETY: see `Sync` above: NULL or a NUL-terminated string living as long as the module.
+        unsafe {
+            let p = core::ptr::read_volatile(self.0.get());
+            if p.is_null() { None } else { Some(CStr::from_ptr(p)) }
+        }
     }
 }
 

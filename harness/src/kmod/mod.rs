@@ -487,6 +487,8 @@ pub fn build_all(
     write(&work.join("klp_helpers.h"), &helpers_h)?;
     write(&module_dir.join("klp_helpers.h"), &helpers_h)?;
     write(&module_dir.join("klp_helpers.c"), &helpers_c)?;
+    // Only klp_mutant's glue includes it (kernel mutants).
+    write(&module_dir.join("klp_mutant_helpers.c"), &read("kbuild/klp_mutant_helpers.c")?)?;
 
     // 1. What kbuild does for C files of this kernel.
     progress.note("kmod: probing kbuild (flags, objtool)");

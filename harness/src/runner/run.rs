@@ -57,6 +57,12 @@ pub struct RunConfig {
     /// Also run the kernel's own livepatch selftests (`--suite upstream`, [`crate::upstream`]):
     /// one restored guest per script, over virtiofs, each test a case.
     pub upstream: bool,
+    /// Kernel mutants (`suites mutate --kernel-mutants`, [`crate::kernel_mutants`]): when not
+    /// empty, every case that runs is replaced by its control `<case>@kernel:none` and one run
+    /// `<case>@kernel:<id>` per mutant id here, each in its own guest, where the runner loads
+    /// `klp_mutant mutant=<id>` right after the guest starts and before the case's steps (a load
+    /// that fails skips the run with the module's reason). Snapshot steps are left out.
+    pub kernel_mutants: Vec<String>,
 }
 
 impl RunConfig {
@@ -213,7 +219,7 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
                 let outs = run_script(p, script, bases.clone(), &cfg.out);
                 outs.into_iter().zip(selected).filter(|(_, keep)| **keep).map(|(o, _)| o).collect()
             }
-            Todo::Run { case, base } => {
+            Todo::Run { case, base, preload } => {
                 let p = prepared[w.kernel].prepared.as_ref().expect("only prepared kernels run cases");
                 let snap = SnapshotContext {
                     settings: cfg.snapshot_settings(suites[w.suite].suite.name(), case.name()),
@@ -221,7 +227,7 @@ pub fn run(cfg: &RunConfig, reporters: &mut [&mut dyn Reporter], progress: &Prog
                     suite: suites[w.suite].suite.name().to_string(),
                     release: kernel::snapshot_key(&cfg.kernels[w.kernel], &p.kernel.release),
                 };
-                vec![run_one(p, &suites[w.suite].suite, case, base.clone(), &cfg.out, &snap, live)]
+                vec![run_one(p, &suites[w.suite].suite, case, base.clone(), preload.as_deref(), &cfg.out, &snap, live)]
             }
         },
         |i, running| {
@@ -478,7 +484,7 @@ enum Todo {
     /// no expectation for this kernel).
     Done(CaseOutcome),
     /// Boot a guest and run the case planned for this kernel.
-    Run { case: Box<suite::Case>, base: CaseOutcome },
+    Run { case: Box<suite::Case>, base: CaseOutcome, preload: Option<String> },
     /// One of the kernel's own selftest scripts in one guest: an outcome per test (`bases`,
     /// in the script's order; `selected` says which of them `--case` keeps).
     Script { script: crate::upstream::Script, bases: Vec<CaseOutcome>, selected: Vec<bool> },
@@ -531,6 +537,20 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                         Some(why) => Todo::Done(base.skipped(why)),
                         None => match plan(&ls.path, case, &p.kernel) {
                             Err(why) => Todo::Done(base.errored(why)),
+                            Ok(planned) if !cfg.kernel_mutants.is_empty() => {
+                                let mut ids = vec![crate::kernel_mutants::CONTROL];
+                                ids.extend(cfg.kernel_mutants.iter().map(String::as_str));
+                                for id in ids {
+                                    let mut c = planned.clone();
+                                    c.steps.retain(|s| !matches!(s.value, suite::Step::Snapshot(_)));
+                                    c.name.value = crate::kernel_mutants::run_name(case.name(), id);
+                                    let mut base = CaseOutcome::new(ls.suite.name(), c.name(), c.spec_ids());
+                                    base.divergence = c.divergence_text();
+                                    let preload = Some(format!("mutant={id}"));
+                                    items.push(item(c.name(), Todo::Run { case: Box::new(c.clone()), base, preload }));
+                                }
+                                continue;
+                            }
                             Ok(planned) if cfg.mutate => {
                                 let wanted = |m: &suite::Case| {
                                     cfg.mutants_only.as_ref().is_none_or(|only| {
@@ -542,14 +562,17 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                                 for m in suite::mutate::expand(&planned).into_iter().filter(|m| wanted(m)) {
                                     let mut base = CaseOutcome::new(ls.suite.name(), m.name(), m.spec_ids());
                                     base.divergence = m.divergence_text();
-                                    items.push(item(m.name(), Todo::Run { case: Box::new(m.clone()), base }));
+                                    items.push(item(
+                                        m.name(),
+                                        Todo::Run { case: Box::new(m.clone()), base, preload: None },
+                                    ));
                                 }
                                 continue;
                             }
                             Ok(planned) => {
                                 let mut base = base;
                                 base.divergence = planned.divergence_text();
-                                Todo::Run { case: Box::new(planned), base }
+                                Todo::Run { case: Box::new(planned), base, preload: None }
                             }
                         },
                     },
@@ -864,12 +887,15 @@ fn start_guest(p: &Prepared, workdir: &Path) -> Result<Vm, vm::VmError> {
     }
 }
 
-/// Boot a guest, run the case's steps, keep console and kernel log, power off.
+/// Boot a guest, (load the kernel mutant module with `preload` as its parameters,) run the
+/// case's steps, keep console and kernel log, power off.
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     p: &Prepared,
     suite: &Suite,
     case: &suite::Case,
     mut out: CaseOutcome,
+    preload: Option<&str>,
     out_dir: &Path,
     snapshots: &SnapshotContext,
     live: &dyn Fn(Live),
@@ -897,6 +923,22 @@ fn run_one(
         }
     }
     out.transport = Some("initramfs".into());
+    if let Some(params) = preload {
+        let t = Instant::now();
+        let loaded = load_kernel_mutant(&mut vm, params);
+        out.steps.push(StepTiming {
+            step: format!("0: load {} {params} (kernel mutant, before the case)", crate::kernel_mutants::MODULE),
+            duration_s: t.elapsed().as_secs_f64(),
+        });
+        if let Err(e) = loaded {
+            vm.quit();
+            out.duration_s = started.elapsed().as_secs_f64();
+            return match e {
+                PreloadError::NotApplicable(why) => out.skipped(format!("{}{why}", crate::kernel_mutants::SKIP_PREFIX)),
+                PreloadError::Failed(why) => out.errored(why),
+            };
+        }
+    }
     let result = run_case_with(case, &mut VmGuest::new(&mut vm), Some(snapshots), &mut |step, snaps| {
         live(Live::Step(step.clone()));
         for s in snaps {
@@ -927,7 +969,7 @@ fn run_one(
     // Nothing in the guest needs an orderly power-off (no disk): QEMU is told to quit.
     vm.quit();
 
-    out.steps = result.steps;
+    out.steps.extend(result.steps);
     out.snapshots = result.snapshots;
     out.duration_s = started.elapsed().as_secs_f64();
     if let Some(err) = result.harness_error {
@@ -938,6 +980,42 @@ fn run_one(
         out.failure = Some(f);
     }
     out
+}
+
+enum PreloadError {
+    /// The module refused the mutant for this kernel, with its reason.
+    NotApplicable(String),
+    Failed(String),
+}
+
+/// `insmod klp_mutant.ko <params>` in the case's guest; a refusal is explained by the module's
+/// `klp_mutant:` lines in the kernel log.
+fn load_kernel_mutant(vm: &mut Vm, params: &str) -> Result<(), PreloadError> {
+    let module = crate::kernel_mutants::MODULE;
+    let path = image::guest_module_path(module);
+    let agent = vm.agent();
+    let errno = match agent.load_module(&path, params) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(errno)) => errno,
+        Err(e) => return Err(PreloadError::Failed(format!("loading {module} {params}: {}", e.summary()))),
+    };
+    let said: Vec<String> = agent
+        .read_kmsg(0)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.text)
+        .filter(|t| t.starts_with(&format!("{module}:")))
+        .collect();
+    let why: Vec<&str> = said.iter().filter_map(|l| l.strip_prefix(crate::kernel_mutants::NOT_APPLICABLE)).collect();
+    match why.is_empty() {
+        false => Err(PreloadError::NotApplicable(why.join("; "))),
+        true => Err(PreloadError::Failed(format!(
+            "loading {module} {params} failed with {} ({}); kernel log: {}",
+            errno.name,
+            errno.message,
+            if said.is_empty() { "nothing from the module".to_string() } else { said.join(" | ") }
+        ))),
+    }
 }
 
 /// The harness's own fault-injection tests kill the agent in the middle of a case:
