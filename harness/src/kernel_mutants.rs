@@ -325,7 +325,7 @@ impl KernelMutants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{Failure, KernelInfo, KernelRun};
+    use crate::report::model::Failure;
 
     fn outcome(suite: &str, case: &str, status: Status) -> CaseOutcome {
         let mut o = CaseOutcome::new(suite, case, vec!["L1".into()]);
@@ -346,21 +346,7 @@ mod tests {
         o
     }
 
-    fn report(cases: Vec<CaseOutcome>) -> Report {
-        Report::new(vec![KernelRun {
-            kernel: KernelInfo {
-                spec: "6.1".into(),
-                release: Some("6.1.0-57-amd64".into()),
-                version: Some("6.1.192".into()),
-                config: None,
-            },
-            accel: "tcg".into(),
-            accel_note: None,
-            guest_start: "restore".into(),
-            version_notes: Vec::new(),
-            cases,
-        }])
-    }
+    use crate::mutation::tests::report;
 
     #[test]
     fn names_and_selection() {

@@ -393,7 +393,7 @@ impl MutationReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::model::{Failure, KernelInfo, KernelRun};
 
@@ -406,7 +406,9 @@ mod tests {
         o
     }
 
-    fn report(cases: Vec<CaseOutcome>) -> Report {
+    /// A one-kernel report of `cases` (6.1, restored guests): the fixture of this module's and
+    /// `kernel_mutants`' tests.
+    pub(crate) fn report(cases: Vec<CaseOutcome>) -> Report {
         Report::new(vec![KernelRun {
             kernel: KernelInfo {
                 spec: "6.1".into(),
