@@ -877,6 +877,18 @@ fn save_booted_guest(cfg: &VmConfig, state: &Path) -> Result<vm::SavedState, Str
     vm.save_state(state).map_err(|e| chain(&e))
 }
 
+/// The guest's whole kernel log (None when the agent cannot be asked any more), and whether it
+/// was written to `path`, timestamped as dmesg prints it.
+fn keep_kernel_log(vm: &mut Vm, path: &Path) -> Option<(Vec<klp_protocol::KmsgRecord>, bool)> {
+    let records = vm.agent().read_kmsg(0).ok()?;
+    let text: String = records
+        .iter()
+        .map(|r| format!("[{:>5}.{:06}] {}\n", r.ts_us / 1_000_000, r.ts_us % 1_000_000, r.text))
+        .collect();
+    let written = crate::fsutil::write_atomic(path, text.as_bytes()).is_ok();
+    Some((records, written))
+}
+
 /// A guest for one case (or script), its console and logs in `workdir`: restored from the
 /// kernel's saved booted guest, or booted when there is none.
 fn start_guest(p: &Prepared, workdir: &Path) -> Result<Vm, vm::VmError> {
@@ -948,12 +960,8 @@ fn run_one(
 
     // The kernel log is part of the evidence whatever the verdict (once the channel is lost
     // the agent is not asked again: this fails at once).
-    if let Ok(records) = vm.agent().read_kmsg(0) {
-        let text: String = records
-            .iter()
-            .map(|r| format!("[{:>5}.{:06}] {}\n", r.ts_us / 1_000_000, r.ts_us % 1_000_000, r.text))
-            .collect();
-        if crate::fsutil::write_atomic(&workdir.join("dmesg.log"), text.as_bytes()).is_ok() {
+    if let Some((records, written)) = keep_kernel_log(&mut vm, &workdir.join("dmesg.log")) {
+        if written {
             out.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
         }
         // A user's module: what the kernel log says of it, shown with the case.
@@ -1077,15 +1085,9 @@ fn run_script(
         upstream::SCRIPT_TIMEOUT,
     );
     // The kernel log is part of the evidence whatever the verdict.
-    if let Ok(records) = vm.agent().read_kmsg(0) {
-        let text: String = records
-            .iter()
-            .map(|r| format!("[{:>5}.{:06}] {}\n", r.ts_us / 1_000_000, r.ts_us % 1_000_000, r.text))
-            .collect();
-        if crate::fsutil::write_atomic(&workdir.join("dmesg.log"), text.as_bytes()).is_ok() {
-            for b in &mut bases {
-                b.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
-            }
+    if let Some((_, true)) = keep_kernel_log(&mut vm, &workdir.join("dmesg.log")) {
+        for b in &mut bases {
+            b.logs.insert("dmesg".into(), rel.join("dmesg.log").display().to_string());
         }
     }
     let console = vm.console_text();
