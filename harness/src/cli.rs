@@ -139,6 +139,15 @@ pub struct MutateArgs {
     /// is killed (the report says which were killed only on a rerun: they depend on timing).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub reruns: usize,
+    /// Run only about one mutant in N (every baseline still runs, with its sampled mutants),
+    /// chosen by a hash of the seed and the mutant's name: a quick, rotating check for CI. The
+    /// scores then count only the sampled mutants.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<u64>,
+    /// The seed of `--sample` [default: the number of the day since 1970 (UTC), so that a daily
+    /// run rotates through the mutants]. Printed, to run the same sample again.
+    #[arg(long, value_name = "SEED", requires = "sample")]
+    pub sample_seed: Option<u64>,
     /// Kernel mutants instead of case mutants: run the selected cases against each kernel
     /// mutant, a livepatch core function redirected to a wrong version by the module
     /// `klp_mutant` (loaded right after the guest starts, before the case's steps), and against
@@ -741,6 +750,7 @@ fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
         Ok(RunConfig {
             mutate: false,
             mutants_only: None,
+            mutant_sample: None,
             user_modules: Vec::new(),
             snapshot_overrides: Default::default(),
             upstream,
@@ -1013,6 +1023,7 @@ fn bench_suite(
         shared_guest: false,
         mutate: false,
         mutants_only: None,
+        mutant_sample: None,
         user_modules: Vec::new(),
         snapshot_overrides: Default::default(),
         upstream: false,
@@ -1165,6 +1176,9 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
         if a.jobs == 0 {
             return Err("--jobs must be at least 1".into());
         }
+        if a.sample == Some(0) {
+            return Err("--sample must be at least 1 (1: every mutant)".into());
+        }
         let loaded = suites
             .iter()
             .map(|p| crate::suite::load_suite(p).map_err(|e| e.to_string()))
@@ -1184,6 +1198,10 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             mutate: true,
             upstream: false,
             mutants_only: None,
+            mutant_sample: a.sample.map(|every| crate::suite::mutate::Sample {
+                every,
+                seed: a.sample_seed.unwrap_or_else(days_since_epoch),
+            }),
             user_modules: Vec::new(),
             snapshot_overrides: Default::default(),
             kernel_mutants,
@@ -1225,6 +1243,9 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
             }
         }
     }
+    if let Some(sm) = cfg.mutant_sample {
+        progress.note(format!("suites mutate: a sample of about 1 in {} mutants, seed {}", sm.every, sm.seed));
+    }
     let started = std::time::Instant::now();
     let mut lines = crate::report::event::ProgressReporter::new(progress, cfg.jobs > 1, false);
     let mut files = crate::report::event::FilesReporter::new(cfg.out.clone(), cfg.reports.clone(), progress);
@@ -1255,7 +1276,7 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
         }
         return code;
     }
-    let mut m = crate::mutation::build(&report, &suites);
+    let mut m = crate::mutation::build(&report, &suites, cfg.mutant_sample);
     let mut guests = report.runs.iter().map(|r| r.cases.len()).sum::<usize>();
     let mut cfg = cfg;
     for round in 1..=a.reruns {
@@ -1291,6 +1312,11 @@ fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
         }
     }
     m.exit_code()
+}
+
+/// The UTC day number, the default seed of `--sample`.
+fn days_since_epoch() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400)
 }
 
 fn suites_check(files: &[PathBuf], common: &CommonArgs) -> i32 {

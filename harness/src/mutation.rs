@@ -27,6 +27,9 @@ pub struct MutationReport {
     /// Kernel mutants (`--kernel-mutants`): per kernel and mutant, the cases that detected it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_mutants: Option<crate::kernel_mutants::KernelMutants>,
+    /// `--sample`: the share of the mutants this run judged (absent: all of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<mutate::Sample>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,7 +125,7 @@ impl Score {
 
 /// The mutation report of a run made with `RunConfig::mutate`; `suites` are the selected
 /// suites as loaded (to describe the mutants of each case as planned for each kernel).
-pub fn build(report: &Report, suites: &[Suite]) -> MutationReport {
+pub fn build(report: &Report, suites: &[Suite], sample: Option<mutate::Sample>) -> MutationReport {
     let mut kernels = Vec::new();
     let mut total = Score::default();
     for run in &report.runs {
@@ -149,7 +152,7 @@ pub fn build(report: &Report, suites: &[Suite]) -> MutationReport {
             for (case_name, outcomes) in cases {
                 let case = suite.and_then(|s| s.cases.iter().find(|c| c.name() == case_name));
                 let planned = case.zip(version).and_then(|(c, v)| c.planned_for(v).ok());
-                let c = judge_case(&case_name, case, planned.as_ref(), &outcomes);
+                let c = judge_case(&suite_name, &case_name, case, planned.as_ref(), &outcomes, sample);
                 sscore.add(&Score::of(&c));
                 out.push(c);
             }
@@ -164,16 +167,20 @@ pub fn build(report: &Report, suites: &[Suite]) -> MutationReport {
             score: kscore,
         });
     }
-    MutationReport { schema: SCHEMA.into(), kernels, score: total, kernel_mutants: None }
+    MutationReport { schema: SCHEMA.into(), kernels, score: total, kernel_mutants: None, sample }
 }
 
 fn judge_case(
+    suite: &str,
     name: &str,
     case: Option<&crate::suite::Case>,
     planned: Option<&crate::suite::Case>,
     outcomes: &[&CaseOutcome],
+    sample: Option<mutate::Sample>,
 ) -> CaseMutation {
-    let all = planned.map(mutate::mutants).unwrap_or_default();
+    let mut all = planned.map(mutate::mutants).unwrap_or_default();
+    // Under `--sample`, the case's mutants are those in the sample, equivalent ones included.
+    all.retain(|m| sample.is_none_or(|s| s.keeps(suite, name, &m.id)));
     let describe = |id: &str| all.iter().find(|m| m.id == id).map_or_else(|| id.to_string(), |m| m.description.clone());
     let mut c = CaseMutation {
         case: name.to_string(),
@@ -250,7 +257,13 @@ fn judge_case(
 impl MutationReport {
     /// The JSON of a `--kernel-mutants` run: no case mutants, the `kernel_mutants` section.
     pub fn of_kernel_mutants(km: crate::kernel_mutants::KernelMutants) -> Self {
-        MutationReport { schema: SCHEMA.into(), kernels: Vec::new(), score: Score::default(), kernel_mutants: Some(km) }
+        MutationReport {
+            schema: SCHEMA.into(),
+            kernels: Vec::new(),
+            score: Score::default(),
+            kernel_mutants: Some(km),
+            sample: None,
+        }
     }
 
     /// 0: no mutant that is not marked equivalent survived and nothing errored; 1: one
@@ -370,6 +383,12 @@ impl MutationReport {
             }
             s += &format!("  kernel {}: {}\n", k.spec, k.score.render());
         }
+        if let Some(sm) = self.sample {
+            s += &format!(
+                "sample: about 1 in {} mutants, seed {} (`--sample {} --sample-seed {}` runs the same ones)\n",
+                sm.every, sm.seed, sm.every, sm.seed
+            );
+        }
         s += &format!("overall: {}\n", self.score.render());
         s
     }
@@ -435,7 +454,7 @@ pub(crate) mod tests {
             outcome("d@original", Status::Fail),
             outcome("d@13:errno", Status::Fail),
         ]);
-        let mut m = build(&first, std::slice::from_ref(&suite));
+        let mut m = build(&first, std::slice::from_ref(&suite), None);
         let s = &m.kernels[0].suites[0];
         let (c, d) = (&s.cases[0], &s.cases[1]);
         assert_eq!((c.mutants, c.killed, c.survived.len(), c.equivalent.len()), (3, 1, 1, 1));
@@ -451,5 +470,24 @@ pub(crate) mod tests {
         assert_eq!((m.score.killed, m.score.survived, m.score.score), (2, 0, Some(1.0)));
         assert!(m.render().contains("killed only on a rerun 9:value"), "{}", m.render());
         assert_eq!(m.exit_code(), 2, "no survivor, but d's baseline could not be judged");
+    }
+
+    #[test]
+    fn a_sampled_run_counts_only_the_sampled_mutants() {
+        let text = "version: 1\nsuite: s\ncases:\n  - name: c\n    spec: [L1]\n    equivalent_mutants: [{id: '9:negate', why: same}]\n    steps:\n      - load: m\n      - read: {path: /a, equals: '1'}\n";
+        let suite = crate::suite::parse_suite(std::path::Path::new("s.yaml"), text).unwrap();
+        let ids = ["8:errno", "9:value", "9:negate"];
+        // A seed that keeps 9:value but not 8:errno (one in two, so one exists among the first few).
+        let sample = (0..64)
+            .map(|seed| mutate::Sample { every: 2, seed })
+            .find(|s| s.keeps("s", "c", "9:value") && !s.keeps("s", "c", "8:errno"))
+            .expect("a seed splitting the two");
+        let kept = ids.iter().filter(|id| sample.keeps("s", "c", id)).count();
+        let run = report(vec![outcome("c@original", Status::Pass), outcome("c@9:value", Status::Fail)]);
+        let m = build(&run, std::slice::from_ref(&suite), Some(sample));
+        let c = &m.kernels[0].suites[0].cases[0];
+        assert_eq!((c.mutants, c.killed, c.survived.len()), (kept, 1, 0));
+        assert!(m.render().contains(&format!("--sample 2 --sample-seed {}", sample.seed)), "{}", m.render());
+        assert!(m.to_json().contains("\"sample\""));
     }
 }

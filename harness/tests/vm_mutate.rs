@@ -75,3 +75,47 @@ fn mutants_run_on_the_kernel_killed_survived_and_equivalent_counted() {
     assert_eq!((score["killed"].as_u64(), score["survived"].as_u64()), (Some(6), Some(1)), "{score}");
     assert_eq!((score["equivalent"].as_u64(), score["errors"].as_u64()), (Some(1), Some(0)), "{score}");
 }
+
+/// `--sample`: only the sampled mutants run, a case with none in the sample runs no guest at all
+/// (not even its baseline), and the scores count only what was sampled.
+#[test]
+fn a_sample_runs_only_its_mutants() {
+    use klp_conform::suite::mutate::Sample;
+    // Mutant ids of SUITE (`<line>:<operator>`): sharp's 9:errno 10:value 11:kmsg-missing:0
+    // 12:value 12:negate (10:no-wait is equivalent), weak's 16:no-wait 17:exists.
+    let sharp = ["9:errno", "10:value", "11:kmsg-missing:0", "12:value", "12:negate"];
+    let seed = (0..10_000)
+        .find(|&seed| {
+            let s = Sample { every: 3, seed };
+            s.keeps("tiny", "weak", "16:no-wait")
+                && !s.keeps("tiny", "weak", "17:exists")
+                && !sharp.iter().any(|id| s.keeps("tiny", "sharp", id))
+        })
+        .expect("a seed keeping only weak's dropped wait");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("tiny.yaml");
+    std::fs::write(&suite, SUITE).unwrap();
+    let json = tmp.path().join("mutate.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
+        .args(["suites", "mutate", "-j", "2", "--reruns", "0", "--sample", "3", "--sample-seed"])
+        .arg(seed.to_string())
+        .arg("--suite")
+        .arg(&suite)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "the sampled dropped wait survives\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("--sample 3 --sample-seed {seed}")), "{stdout}");
+    assert!(!stderr.contains("sharp@"), "no guest for a case without sampled mutants\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["sample"]["every"], 3);
+    let cases = v["kernels"][0]["suites"][0]["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_eq!(cases[0]["case"], "weak");
+    assert_eq!((cases[0]["mutants"].as_u64(), cases[0]["killed"].as_u64()), (Some(1), Some(0)), "{}", cases[0]);
+    assert_eq!(cases[0]["survived"][0]["id"], "16:no-wait");
+}

@@ -48,6 +48,9 @@ pub struct RunConfig {
     pub mutate: bool,
     /// With `mutate`: only these mutants (`<suite>/<case>@<id>`), with their cases' baselines.
     pub mutants_only: Option<std::collections::BTreeSet<String>>,
+    /// With `mutate`: only this share of the mutants (`--sample`); a case none of whose
+    /// mutants is in it does not run at all.
+    pub mutant_sample: Option<suite::mutate::Sample>,
     /// Users' own modules (`--module`), checked: carried into the guest beside the reference
     /// modules and loadable by name.
     pub user_modules: Vec<crate::usermod::UserModule>,
@@ -553,13 +556,24 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                             }
                             Ok(planned) if cfg.mutate => {
                                 let wanted = |m: &suite::Case| {
-                                    cfg.mutants_only.as_ref().is_none_or(|only| {
+                                    let sampled = cfg.mutant_sample.is_none_or(|s| {
                                         suite::mutate::split_name(m.name())
-                                            .is_some_and(|(_, id)| id == suite::mutate::ORIGINAL)
-                                            || only.contains(&format!("{}/{}", ls.suite.name(), m.name()))
-                                    })
+                                            .is_some_and(|(c, id)| s.keeps(ls.suite.name(), c, id))
+                                    });
+                                    sampled
+                                        && cfg.mutants_only.as_ref().is_none_or(|only| {
+                                            suite::mutate::split_name(m.name())
+                                                .is_some_and(|(_, id)| id == suite::mutate::ORIGINAL)
+                                                || only.contains(&format!("{}/{}", ls.suite.name(), m.name()))
+                                        })
                                 };
-                                for m in suite::mutate::expand(&planned).into_iter().filter(|m| wanted(m)) {
+                                let runs: Vec<suite::Case> =
+                                    suite::mutate::expand(&planned).into_iter().filter(|m| wanted(m)).collect();
+                                // A baseline alone says nothing: no guest for a case left without mutants.
+                                if runs.len() < 2 && (cfg.mutant_sample.is_some() || cfg.mutants_only.is_some()) {
+                                    continue;
+                                }
+                                for m in runs {
                                     let mut base = CaseOutcome::new(ls.suite.name(), m.name(), m.spec_ids());
                                     base.divergence = m.divergence_text();
                                     items.push(item(

@@ -46,6 +46,38 @@ pub fn mutant_name(case: &str, id: &str) -> String {
 /// The id of the unmutated case run first as the baseline of its mutants.
 pub const ORIGINAL: &str = "original";
 
+/// A fixed share of the mutants (`suites mutate --sample N`): about one in `every`, chosen by
+/// a hash of the seed and the mutant's `<suite>/<case>@<id>`. One seed always picks the same
+/// mutants, whatever else changed in the suites; CI takes the day as the seed, so that the whole
+/// set is covered over the days. Not `rand`: the choice must be the same on every host and
+/// toolchain, and FNV-1a is enough to spread names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sample {
+    pub every: u64,
+    pub seed: u64,
+}
+
+impl Sample {
+    /// Whether mutant `id` of `suite`/`case` is in the sample (every baseline is).
+    pub fn keeps(&self, suite: &str, case: &str, id: &str) -> bool {
+        if id == ORIGINAL || self.every <= 1 {
+            return true;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let seed = self.seed.to_le_bytes();
+        let name = format!("{suite}/{case}@{id}");
+        for b in seed.iter().chain(name.as_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        // FNV's low bits are weak (the lowest is a parity of the input's): mix before `%`.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h.is_multiple_of(self.every)
+    }
+}
+
 /// `(case, mutant id)` of a name made by [`mutant_name`].
 pub fn split_name(name: &str) -> Option<(&str, &str)> {
     name.rsplit_once('@')
@@ -332,6 +364,21 @@ mod tests {
         let text = format!("version: 1\nsuite: s\ncases:\n  - name: c\n    spec: [L1]\n    steps:\n{steps}");
         let suite = crate::suite::parse_suite(std::path::Path::new("s.yaml"), &text).unwrap();
         suite.cases.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_sample_is_a_stable_share_that_rotates_with_the_seed() {
+        let names: Vec<String> = (0..2000).map(|i| format!("{i}:value")).collect();
+        let pick = |seed| -> Vec<&String> {
+            let s = Sample { every: 10, seed };
+            names.iter().filter(|id| s.keeps("suite", "case", id)).collect()
+        };
+        let day1 = pick(1);
+        assert_eq!(day1, pick(1), "one seed, one sample");
+        assert!((150..=250).contains(&day1.len()), "about one in ten: {}", day1.len());
+        assert_ne!(day1, pick(2), "another seed, another sample");
+        assert!(Sample { every: 10, seed: 1 }.keeps("suite", "case", ORIGINAL), "baselines always run");
+        assert!(names.iter().all(|id| Sample { every: 1, seed: 7 }.keeps("s", "c", id)));
     }
 
     #[test]
