@@ -1,5 +1,6 @@
 //! `bench latency`, second part: how long a livepatch transition takes when tasks sleep in a
-//! patched function (issue item 5).
+//! patched function (issue item 5). It runs in a guest of its own, booted beside the states'
+//! guest from the same image (`latency::run_kernel`): nothing here depends on the states.
 //!
 //! klp_bench's holder kthreads (`holders=` at load) sleep in `klp_bench_hold_func`, which
 //! `klp_bench_patch_hold` patches; each leaves by itself `hold_ms` after it saw the transition
