@@ -677,16 +677,18 @@ impl GuestSetup {
         cfg
     }
 
-    /// Boot, and load klp_bench with the holders.
     fn boot(&self, settings: &Settings, logs: &Path) -> Result<Vm, String> {
         let mut vm = Vm::boot(&self.config(settings, logs)).map_err(|e| crate::runner::chain_error(&e))?;
-        let a = vm.agent();
-        a.set_timeout(Duration::from_secs(120));
-        a.load_module(&image::guest_module_path("klp_bench"), &format!("holders={}", settings.load.tasks))
-            .map_err(agent_err)?
-            .map_err(|e| format!("loading klp_bench: {} ({})", e.name, e.message))?;
+        vm.agent().set_timeout(Duration::from_secs(120));
         Ok(vm)
     }
+}
+
+/// Load klp_bench with its holder kthreads (both guests need them).
+fn load_klp_bench(a: &mut AgentClient, settings: &Settings) -> Result<(), String> {
+    a.load_module(&image::guest_module_path("klp_bench"), &format!("holders={}", settings.load.tasks))
+        .map_err(agent_err)?
+        .map_err(|e| format!("loading klp_bench: {} ({})", e.name, e.message))
 }
 
 /// Build the initramfs (the agent and every benchmark module) both guests boot.
@@ -759,6 +761,7 @@ fn states_guest(
             .map_err(agent_err)?
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|e| format!("unreadable ({})", e.name));
+        load_klp_bench(a, settings)?;
         set_param(a, "calls", settings.calls)?;
         set_param(a, "batches", settings.batches + settings.warmup)?;
         if !settings.trace_functions.is_empty() {
@@ -823,7 +826,9 @@ fn loaded_guest(
     let boot_s = vm.boot_time().as_secs_f64();
     progress.note(format!("bench latency: {release} loaded-transitions guest booted in {boot_s:.1} s"));
     let mut holders = Holders::new(settings.load.tasks);
-    let result = loaded::run(vm.agent(), &settings.load, &mut holders, release, progress);
+    let a = vm.agent();
+    let result =
+        load_klp_bench(a, settings).and_then(|()| loaded::run(a, &settings.load, &mut holders, release, progress));
     let mut r = finish(vm, result)?;
     r.guest = Some(loaded::OwnGuest { boot_s, wall_s: started.elapsed().as_secs_f64() });
     progress.note(format!(
