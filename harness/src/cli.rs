@@ -332,7 +332,8 @@ pub struct LatencyArgs {
     /// only). Never mixed in one result.
     #[arg(long, value_enum, default_value = "icount")]
     pub clock: crate::bench::latency::Clock,
-    /// Rounds; each visits every state once, in a new random order.
+    /// Rounds; each measures every state once, in a new random order of visits (a visit enters
+    /// one configuration, e.g. the patch enabled, and measures every state it offers).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Batches kept per state and round.
@@ -347,8 +348,9 @@ pub struct LatencyArgs {
     /// Seed of the round order and the bootstrap.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Transitions under load, after the rounds: runs of one enable and one disable each with
-    /// `--load-tasks` kthreads asleep in the patched function (0: skip).
+    /// Transitions under load, in a guest of their own booted beside the states' guest: runs of
+    /// one enable and one disable each with `--load-tasks` kthreads asleep in the patched
+    /// function (0: skip, and no second guest).
     #[arg(long, default_value_t = 10)]
     pub load_runs: usize,
     /// Kernel threads sleeping in the patched function (klp_bench's holders; also the tasks that
@@ -364,7 +366,8 @@ pub struct LatencyArgs {
     /// baseline.
     #[arg(long, value_delimiter = ',', value_name = "FUNC,...")]
     pub trace_functions: Vec<String>,
-    /// Where bench.json goes, and each kernel's guest logs (`logs/<release>/console.log`).
+    /// Where bench.json goes, and each kernel's guest logs (`logs/<release>/console.log`; the
+    /// loaded transitions' guest's in `logs/<release>/loaded/`).
     #[arg(long, value_name = "DIR", default_value = "target/klp-conform/bench")]
     pub out: PathBuf,
     #[command(flatten)]

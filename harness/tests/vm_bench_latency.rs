@@ -5,8 +5,8 @@
 //! task it then falls back to the original function (so it costs more than the plain ftrace
 //! user, whose callback does less than the handler), from a switched one it goes on to the new
 //! function like `patched` (so it costs more than `patched`: the same path plus that branch).
-//! Loaded transitions cannot complete before the tasks holding them are released. The result
-//! must match `reports/schema/bench.schema.json`.
+//! Loaded transitions (in a guest of their own) cannot complete before the tasks holding them
+//! are released. The result must match `reports/schema/bench.schema.json`.
 
 mod validators;
 mod vm_support;
@@ -74,6 +74,11 @@ fn patched_costs_more_than_ftrace_only_which_costs_more_than_unpatched() {
 
     let l = r.loaded.as_ref().expect("loaded transitions");
     assert_eq!((l.tasks, l.hold_ms, l.runs.len()), (2, 500, 2), "{l:?}");
+    // They had a guest of their own, logged apart from the states' one.
+    let own = l.guest.expect("the loaded runs' own guest");
+    assert!(own.boot_s > 0.0 && own.wall_s >= own.boot_s && r.states_wall_s.is_some(), "{l:?}");
+    let logs = fx.dir.path().join("logs");
+    assert!(logs.join("console.log").is_file() && logs.join("loaded/console.log").is_file());
     assert_eq!(l.runs.iter().map(|x| x.kind).collect::<Vec<_>>(), [TransitionKind::Enable, TransitionKind::Disable]);
     for run in &l.runs {
         let (log, released) = (run.log_ms.expect("the log times the transition"), run.released_ms.expect("release"));

@@ -1,15 +1,21 @@
 //! `bench latency`: what a livepatched function costs its callers, per kernel.
 //!
-//! One guest per kernel, booted fresh. The modules (`reference-kmod/variants/klp_bench*.rs`):
+//! Two guests per kernel, booted fresh at the same time from the same image: one for the
+//! states, one for the transitions under load ([`super::loaded`]; none with `--load-runs 0`),
+//! so a kernel takes as long as the slower of the two. The modules (`reference-kmod/variants/klp_bench*.rs`):
 //! `klp_bench` holds the measured function `klp_bench_func` (an ftrace location) and its untraced
 //! twin, and times batches of calls of both with preemption and interrupts off whenever
 //! /proc/klp_bench is read; `klp_bench_ftrace` is a plain `ftrace_ops` on the function;
 //! `klp_bench_patch` and `klp_bench_patch2` are livepatches of it (the second stacked on the
 //! first); `klp_ref_replace_empty` is the atomic-replace patch that replaces them with nops.
 //!
-//! Each round visits every [`State`] in a new random order (never "all of A, then all of B"):
-//! enter the state from the bare target, read one set of batches, leave it. The first
-//! `warmup` batches of each read are discarded. A batch gives one value: the per-call cost
+//! Each round makes, in a new random order (never "all of A, then all of B"), the visits of
+//! [`super::visits`]: each enters one configuration from the bare target (nothing; the patch;
+//! the patch replaced by an empty atomic replace; a held transition), reads one set of batches
+//! for every selected [`State`] it offers (patched, patched+ftrace and stacked in a random
+//! order, after-disable once the patch is disabled), and leaves it: 9 transitions a round
+//! instead of 17 when each state was entered and left on its own. The first `warmup` batches of
+//! each read (after every state change) are discarded. A batch gives one value: the per-call cost
 //! `(ticks of the function's calls − ticks of the twin's calls) / calls`, i.e. what the ftrace
 //! location and whatever hangs on it cost on top of the function itself.
 //!
@@ -24,6 +30,7 @@ use klp_protocol::Condition;
 
 use super::loaded::{self, LoadSettings, LoadedResult};
 use super::stats::{self, PairedEffect};
+use super::visits::{self, Step};
 use crate::agent_client::AgentClient;
 use crate::image::{self, GuestRecipe};
 use crate::kernel::Kernel;
@@ -153,7 +160,7 @@ pub struct Settings {
     /// Seed of the round order and the bootstrap.
     pub seed: u64,
     pub states: Vec<State>,
-    /// The transitions under load, after the rounds (`runs` 0: none).
+    /// The transitions under load, in their own guest beside the states' (`runs` 0: none).
     pub load: LoadSettings,
     /// Kernel functions to time with the guest's function_graph tracer during the rounds
     /// (`--trace-functions`, for finding where a state change spends its time; empty: off).
@@ -208,10 +215,15 @@ pub struct KernelResult {
     pub spec: String,
     pub release: String,
     pub environment: Environment,
-    /// Seconds: booting the guest, and the whole benchmark on this kernel (boot to power-off;
-    /// the module build, cached after the first run, is not in it).
+    /// Seconds: booting the states' guest, and the whole benchmark on this kernel (from both
+    /// guests' start to the later power-off; the module build, cached after the first run, is
+    /// not in it).
     pub boot_s: f64,
     pub wall_s: f64,
+    /// Seconds from the states' guest's start to its power-off (absent from the baselines
+    /// recorded before the loaded runs had their own guest, when it was `wall_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states_wall_s: Option<f64>,
     pub states: Vec<StateResult>,
     /// Every livepatch transition the state changes went through, idle, in order (absent from
     /// the first baselines, which still load as `--baseline`).
@@ -493,69 +505,23 @@ fn transition_is(a: &mut AgentClient, patch: &str, want: &str, when: &str) -> Re
     Ok(())
 }
 
-/// From the bare target to `state`.
-fn enter(a: &mut AgentClient, state: State, cx: &mut Ctx) -> Result<(), String> {
+/// Carry out one step of a visit (the measurements are [`measure`]'s).
+fn run_step(a: &mut AgentClient, step: Step, cx: &mut Ctx) -> Result<(), String> {
     let log = &mut cx.log;
-    match state {
-        State::Unpatched => Ok(()),
-        State::FtraceOnly => load(a, "klp_bench_ftrace"),
-        State::Patched => enable(a, "klp_bench_patch", log),
-        State::PatchedFtrace => {
-            load(a, "klp_bench_ftrace")?;
-            enable(a, "klp_bench_patch", log)
-        }
-        State::Stacked => {
-            enable(a, "klp_bench_patch", log)?;
-            enable(a, "klp_bench_patch2", log)
-        }
-        State::ReplaceNop => {
-            enable(a, "klp_bench_patch", log)?;
-            enable(a, "klp_ref_replace_empty", log)?;
-            wait(a, Condition::Absent { path: lp("klp_bench_patch") }, "klp_bench_patch's replacement")?;
-            Ok(())
-        }
-        State::AfterDisable => {
-            enable(a, "klp_bench_patch", log)?;
-            disable(a, "klp_bench_patch", log)
-        }
-        State::TransitionUnpatchedTask | State::TransitionPatchedTask => {
+    match step {
+        Step::Load(m) => load(a, m),
+        Step::Unload(m) => unload(a, m),
+        Step::Enable(p) => enable(a, p, log),
+        Step::Disable(p) => disable(a, p, log),
+        Step::Replaced(p) => wait(a, Condition::Absent { path: lp(p) }, &format!("{p}'s replacement")).map(|_| ()),
+        Step::Hold => {
             // The holders sleep in the original klp_bench_hold_func: the patching transition
             // of a patch of it cannot complete while they are there.
             cx.holders.hold(a)?;
             load(a, HOLD_PATCH)?;
             transition_is(a, HOLD_PATCH, "1", "with the holders asleep in klp_bench_hold_func")
         }
-    }
-}
-
-/// From `state` back to the bare target.
-fn leave(a: &mut AgentClient, state: State, cx: &mut Ctx) -> Result<(), String> {
-    let log = &mut cx.log;
-    match state {
-        State::Unpatched => Ok(()),
-        State::FtraceOnly => unload(a, "klp_bench_ftrace"),
-        State::Patched => {
-            disable(a, "klp_bench_patch", log)?;
-            unload(a, "klp_bench_patch")
-        }
-        State::PatchedFtrace => {
-            disable(a, "klp_bench_patch", log)?;
-            unload(a, "klp_bench_patch")?;
-            unload(a, "klp_bench_ftrace")
-        }
-        State::Stacked => {
-            disable(a, "klp_bench_patch2", log)?;
-            unload(a, "klp_bench_patch2")?;
-            disable(a, "klp_bench_patch", log)?;
-            unload(a, "klp_bench_patch")
-        }
-        State::ReplaceNop => {
-            disable(a, "klp_ref_replace_empty", log)?;
-            unload(a, "klp_ref_replace_empty")?;
-            unload(a, "klp_bench_patch")
-        }
-        State::AfterDisable => unload(a, "klp_bench_patch"),
-        State::TransitionUnpatchedTask | State::TransitionPatchedTask => {
+        Step::Release => {
             // Released, the holders leave the function; the next retry of the transition work
             // (every second) switches them and completes it. Not an idle transition: not logged.
             cx.holders.release(a)?;
@@ -565,6 +531,21 @@ fn leave(a: &mut AgentClient, state: State, cx: &mut Ctx) -> Result<(), String> 
             wait(a, Condition::Absent { path: lp(HOLD_PATCH) }, &format!("{HOLD_PATCH}'s unpatching"))?;
             unload(a, HOLD_PATCH)
         }
+        Step::Measure(_) => unreachable!("measurements are not state changes"),
+    }
+}
+
+/// What a step does, for error messages.
+fn step_name(step: Step) -> String {
+    match step {
+        Step::Load(m) => format!("loading {m}"),
+        Step::Unload(m) => format!("unloading {m}"),
+        Step::Enable(p) => format!("enabling {p}"),
+        Step::Disable(p) => format!("disabling {p}"),
+        Step::Replaced(p) => format!("waiting for {p}'s replacement"),
+        Step::Hold => format!("holding {HOLD_PATCH}'s transition open"),
+        Step::Release => format!("releasing {HOLD_PATCH}'s transition and removing it"),
+        Step::Measure(i) => format!("measuring state {i}"),
     }
 }
 
@@ -679,15 +660,44 @@ pub struct KernelInput<'a> {
     pub recipe: &'a GuestRecipe,
 }
 
-/// Run the benchmark on one kernel whose modules are built (`modules`: name → .ko); the
-/// guest's `console.log` and `qemu.log` go to `logs`.
-pub fn run_kernel(
+/// What both guests of a kernel boot: the same image, initramfs and QEMU configuration.
+struct GuestSetup {
+    boot_image: PathBuf,
+    initramfs: PathBuf,
+    recipe: GuestRecipe,
+}
+
+impl GuestSetup {
+    /// A guest whose console and QEMU logs go to `logs`.
+    fn config(&self, settings: &Settings, logs: &Path) -> VmConfig {
+        let mut cfg = VmConfig::new(&self.boot_image, &self.initramfs, logs, &self.recipe);
+        cfg.accel = Accel::Tcg;
+        cfg.icount = settings.clock == Clock::Icount;
+        cfg.boot_timeout = Duration::from_secs(180);
+        cfg
+    }
+
+    fn boot(&self, settings: &Settings, logs: &Path) -> Result<Vm, String> {
+        let mut vm = Vm::boot(&self.config(settings, logs)).map_err(|e| crate::runner::chain_error(&e))?;
+        vm.agent().set_timeout(Duration::from_secs(120));
+        Ok(vm)
+    }
+}
+
+/// Load klp_bench with its holder kthreads (both guests need them).
+fn load_klp_bench(a: &mut AgentClient, settings: &Settings) -> Result<(), String> {
+    a.load_module(&image::guest_module_path("klp_bench"), &format!("holders={}", settings.load.tasks))
+        .map_err(agent_err)?
+        .map_err(|e| format!("loading klp_bench: {} ({})", e.name, e.message))
+}
+
+/// Build the initramfs (the agent and every benchmark module) both guests boot.
+fn prepare(
     input: &KernelInput<'_>,
     settings: &Settings,
     scratch: &Path,
-    logs: &Path,
     progress: &Progress,
-) -> Result<KernelResult, String> {
+) -> Result<GuestSetup, String> {
     let KernelInput { kernel, modules, agent, cache, recipe } = *input;
     let kos: Vec<PathBuf> = MODULES
         .iter()
@@ -704,81 +714,166 @@ pub fn run_kernel(
         // configuration", QEMU 7.2, single-threaded TCG): one vCPU, which the result records.
         recipe.cpus = 1;
     }
-    let mut env = environment(kernel, settings.clock, recipe.cpus);
+    Ok(GuestSetup { boot_image, initramfs, recipe })
+}
 
-    let mut cfg = VmConfig::new(&boot_image, &initramfs, logs, &recipe);
-    cfg.accel = Accel::Tcg;
-    cfg.icount = settings.clock == Clock::Icount;
-    cfg.boot_timeout = Duration::from_secs(180);
+/// Per selected state, per round, the kept batches.
+type PerState = Vec<Vec<Vec<[u64; 2]>>>;
+
+/// What the states guest measured.
+struct StatesRun {
+    boot_s: f64,
+    /// Start to power-off.
+    wall_s: f64,
+    clocksource: String,
+    per_state: PerState,
+    log: Log,
+}
+
+/// Leave the guest, first reporting what its console shows (an oops during the work is an
+/// error even if every request was answered).
+fn finish<T>(vm: Vm, result: Result<T, String>) -> Result<T, String> {
+    let problem = vm.console_problem();
+    let _ = vm.shutdown();
+    match (problem, result) {
+        (Some(p), Err(e)) => Err(format!("{e}; the guest console shows a problem: {p:?}")),
+        (Some(p), Ok(_)) => Err(format!("the guest console shows a problem: {p:?}")),
+        (None, r) => r,
+    }
+}
+
+/// The states guest: boot, then the rounds of visits.
+fn states_guest(
+    setup: &GuestSetup,
+    settings: &Settings,
+    release: &str,
+    logs: &Path,
+    progress: &Progress,
+) -> Result<StatesRun, String> {
     let started = Instant::now();
-    let mut vm = Vm::boot(&cfg).map_err(|e| format!("{}: {}", kernel.release, crate::runner::chain_error(&e)))?;
+    let mut vm = setup.boot(settings, logs)?;
     let boot_s = vm.boot_time().as_secs_f64();
-    progress.note(format!("bench latency: {} booted in {boot_s:.1} s ({} clock)", kernel.release, settings.clock));
-    let mut cx = Ctx { log: Log::new(), holders: Holders::new(settings.load.tasks) };
-    let mut loaded_result = None;
-    let result = (|| -> Result<Vec<Vec<Vec<[u64; 2]>>>, String> {
+    progress.note(format!("bench latency: {release} booted in {boot_s:.1} s ({} clock)", settings.clock));
+    let result = (|| {
         let a = vm.agent();
-        a.set_timeout(Duration::from_secs(120));
-        env.clocksource = a
+        let clocksource = a
             .read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource")
             .map_err(agent_err)?
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|e| format!("unreadable ({})", e.name));
-        a.load_module(&image::guest_module_path("klp_bench"), &format!("holders={}", cx.holders.count))
-            .map_err(agent_err)?
-            .map_err(|e| format!("loading klp_bench: {} ({})", e.name, e.message))?;
-        for (p, v) in [("calls", settings.calls), ("batches", settings.batches + settings.warmup)] {
-            a.write_file(&format!("/sys/module/klp_bench/parameters/{p}"), &format!("{v}\n"))
-                .map_err(agent_err)?
-                .map_err(|e| format!("setting klp_bench {p}: {}", e.name))?;
-        }
+        load_klp_bench(a, settings)?;
+        set_param(a, "calls", settings.calls)?;
+        set_param(a, "batches", settings.batches + settings.warmup)?;
         if !settings.trace_functions.is_empty() {
             trace_on(a, &settings.trace_functions)?;
         }
-        let mut rng = stats::Rng::new(settings.seed);
-        let mut per_state: Vec<Vec<Vec<[u64; 2]>>> = vec![Vec::new(); settings.states.len()];
-        for round in 0..settings.rounds {
-            let mut order: Vec<usize> = (0..settings.states.len()).collect();
-            rng.shuffle(&mut order);
-            for &i in &order {
-                let st = settings.states[i];
-                enter(a, st, &mut cx).map_err(|e| format!("entering {}: {e}", st.name()))?;
-                let b = measure(a, settings, st).map_err(|e| format!("measuring {}: {e}", st.name()))?;
-                leave(a, st, &mut cx).map_err(|e| format!("leaving {}: {e}", st.name()))?;
-                per_state[i].push(b);
-            }
-            progress.note(format!(
-                "bench latency: {} round {}/{} ({})",
-                kernel.release,
-                round + 1,
-                settings.rounds,
-                order.iter().map(|&i| settings.states[i].name()).collect::<Vec<_>>().join(", ")
-            ));
-        }
+        let (per_state, log) = rounds(a, settings, release, progress)?;
         if !settings.trace_functions.is_empty() {
             trace_save(a, logs)?;
         }
-        if settings.load.runs > 0 {
-            let r = loaded::run(a, &settings.load, &mut cx.holders, &kernel.release, progress)
-                .map_err(|e| format!("transitions under load: {e}"))?;
-            progress.note(format!(
-                "bench latency: {} {} loaded runs of {} holders took {:.1} s",
-                kernel.release, settings.load.runs, settings.load.tasks, r.wall_s
-            ));
-            loaded_result = Some(r);
-        }
-        Ok(per_state)
+        Ok(StatesRun { boot_s, wall_s: 0.0, clocksource, per_state, log })
     })();
-    if let Some(p) = vm.console_problem() {
-        return Err(format!("{}: the guest console shows a problem: {p:?}", kernel.release));
+    let mut run = finish(vm, result)?;
+    run.wall_s = started.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+/// Every round: its visits, in the order [`visits::plan_round`] drew from the seed.
+fn rounds(
+    a: &mut AgentClient,
+    settings: &Settings,
+    release: &str,
+    progress: &Progress,
+) -> Result<(PerState, Log), String> {
+    let mut cx = Ctx { log: Log::new(), holders: Holders::new(settings.load.tasks) };
+    let mut rng = stats::Rng::new(settings.seed);
+    let mut per_state: PerState = vec![Vec::new(); settings.states.len()];
+    for round in 0..settings.rounds {
+        let plan = visits::plan_round(&settings.states, &mut rng);
+        for (visit, steps) in &plan {
+            for &step in steps {
+                let r = match step {
+                    Step::Measure(i) => measure(a, settings, settings.states[i])
+                        .map(|b| per_state[i].push(b))
+                        .map_err(|e| format!("measuring {}: {e}", settings.states[i].name())),
+                    _ => run_step(a, step, &mut cx).map_err(|e| format!("{}: {e}", step_name(step))),
+                };
+                r.map_err(|e| format!("round {}, {} visit: {e}", round + 1, visit.name()))?;
+            }
+        }
+        let order: Vec<&str> = visits::measured(&plan).iter().map(|&i| settings.states[i].name()).collect();
+        progress.note(format!(
+            "bench latency: {release} round {}/{} ({})",
+            round + 1,
+            settings.rounds,
+            order.join(", ")
+        ));
     }
-    let _ = vm.shutdown();
-    let per_state = result?;
+    Ok((per_state, cx.log))
+}
+
+/// The loaded transitions in a guest of their own (booted like the states guest, at the same
+/// time), so that a kernel takes as long as the longer of the two rather than their sum.
+fn loaded_guest(
+    setup: &GuestSetup,
+    settings: &Settings,
+    release: &str,
+    logs: &Path,
+    progress: &Progress,
+) -> Result<LoadedResult, String> {
+    let started = Instant::now();
+    let mut vm = setup.boot(settings, logs)?;
+    let boot_s = vm.boot_time().as_secs_f64();
+    progress.note(format!("bench latency: {release} loaded-transitions guest booted in {boot_s:.1} s"));
+    let mut holders = Holders::new(settings.load.tasks);
+    let a = vm.agent();
+    let result =
+        load_klp_bench(a, settings).and_then(|()| loaded::run(a, &settings.load, &mut holders, release, progress));
+    let mut r = finish(vm, result)?;
+    r.guest = Some(loaded::OwnGuest { boot_s, wall_s: started.elapsed().as_secs_f64() });
+    progress.note(format!(
+        "bench latency: {release} {} loaded runs of {} holders took {:.1} s",
+        settings.load.runs, settings.load.tasks, r.wall_s
+    ));
+    Ok(r)
+}
+
+/// Run the benchmark on one kernel whose modules are built (`modules`: name → .ko): the
+/// states guest's `console.log` and `qemu.log` go to `logs`, the loaded-transitions guest's
+/// (unless `--load-runs 0`) to `logs/loaded`. Both guests run at once.
+pub fn run_kernel(
+    input: &KernelInput<'_>,
+    settings: &Settings,
+    scratch: &Path,
+    logs: &Path,
+    progress: &Progress,
+) -> Result<KernelResult, String> {
+    let kernel = input.kernel;
+    let setup = prepare(input, settings, scratch, progress)?;
+    let mut env = environment(kernel, settings.clock, setup.recipe.cpus);
+    let release = kernel.release.as_str();
+    let started = Instant::now();
+    let (states, loaded) = std::thread::scope(|scope| {
+        let loaded = (settings.load.runs > 0).then(|| {
+            let (setup, logs) = (&setup, logs.join("loaded"));
+            scope.spawn(move || loaded_guest(setup, settings, release, &logs, progress))
+        });
+        let states = states_guest(&setup, settings, release, logs, progress);
+        let loaded = loaded.map(|h| h.join().unwrap_or_else(|_| Err("its thread panicked".into())));
+        (states, loaded.transpose())
+    });
+    let (run, loaded) = match (states, loaded) {
+        (Ok(s), Ok(l)) => (s, l),
+        (Err(s), Err(l)) => return Err(format!("{release}: states guest: {s}; loaded-transitions guest: {l}")),
+        (Err(s), Ok(_)) => return Err(format!("{release}: states guest: {s}")),
+        (Ok(_), Err(l)) => return Err(format!("{release}: loaded-transitions guest: {l}")),
+    };
     let wall_s = started.elapsed().as_secs_f64();
+    env.clocksource = run.clocksource;
 
     let mut states = Vec::new();
     let mut baseline: Option<Vec<f64>> = None;
-    for (st, rounds) in settings.states.iter().zip(per_state) {
+    for (st, rounds) in settings.states.iter().zip(run.per_state) {
         let r = summarize(*st, rounds, settings.calls, baseline.as_deref(), settings.seed);
         if baseline.is_none() {
             baseline = Some(r.round_medians.clone());
@@ -789,11 +884,12 @@ pub fn run_kernel(
         spec: kernel.spec.clone(),
         release: kernel.release.clone(),
         environment: env,
-        boot_s,
+        boot_s: run.boot_s,
         wall_s,
+        states_wall_s: Some(run.wall_s),
         states,
-        transitions: cx.log,
-        loaded: loaded_result,
+        transitions: run.log,
+        loaded,
     })
 }
 
@@ -908,7 +1004,7 @@ pub fn render_table(r: &BenchReport) -> String {
     for k in &r.kernels {
         let e = &k.environment;
         out.push_str(&format!(
-            "{}: {} | {} | cpu {} x{} | clocksource {} | HZ {} | {} | {} | boot {:.1} s, benchmark {:.1} s\n",
+            "{}: {} | {} | cpu {} x{} | clocksource {} | HZ {} | {} | {} | boot {:.1} s,{} benchmark {:.1} s\n",
             k.spec,
             e.qemu_version,
             e.icount.as_deref().map(|i| format!("-icount {i}")).unwrap_or_else(|| "no icount".into()),
@@ -919,17 +1015,22 @@ pub fn render_table(r: &BenchReport) -> String {
             e.ftrace_flavour,
             e.preempt,
             k.boot_s,
+            k.states_wall_s.map_or(String::new(), |s| format!(" states' guest {s:.1} s,")),
             k.wall_s
         ));
         if let Some(l) = &k.loaded {
             out.push_str(&format!(
-                "{}: loaded transitions: {} holder kthreads released {} ms after the transition started, {} runs, dynamic debug {}, {:.1} s of the benchmark\n",
+                "{}: loaded transitions: {} holder kthreads released {} ms after the transition started, {} runs, dynamic debug {}, {:.1} s {}\n",
                 k.spec,
                 l.tasks,
                 l.hold_ms,
                 l.runs.len() / 2,
                 l.dyndbg.as_deref().unwrap_or("off (no retry counts)"),
-                l.wall_s
+                l.wall_s,
+                l.guest.map_or("of the benchmark, in its guest after the rounds".into(), |g| format!(
+                    "in a guest of their own beside the states' (boot {:.1} s, boot to power-off {:.1} s)",
+                    g.boot_s, g.wall_s
+                ))
             ));
         }
     }
@@ -967,6 +1068,7 @@ pub(crate) mod fixture {
             environment: environment(clock),
             boot_s: 3.0,
             wall_s: 30.0,
+            states_wall_s: None,
             transitions,
             states: vec![b, p],
             loaded: None,
@@ -1035,5 +1137,22 @@ mod tests {
         assert!(t.contains("     2.0 (max 3) host 7 n=2") && t.contains("disable ms"), "{t}");
         let back: BenchReport = serde_json::from_str(&render_json(&r)).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn the_footer_says_where_the_loaded_runs_ran() {
+        let mut k = fixture::kernel(Clock::Icount, "6.12", "6.12.0-1-amd64", 11000, vec![]);
+        let loaded = |guest| LoadedResult { tasks: 4, hold_ms: 2000, dyndbg: None, wall_s: 20.0, runs: vec![], guest };
+        k.loaded = Some(loaded(None));
+        let t = render_table(&fixture::report(Clock::Icount, vec![k.clone()]));
+        assert!(t.contains("boot 3.0 s, benchmark 30.0 s") && t.contains("in its guest after the rounds"), "{t}");
+        k.states_wall_s = Some(28.0);
+        k.loaded = Some(loaded(Some(loaded::OwnGuest { boot_s: 9.0, wall_s: 25.0 })));
+        let t = render_table(&fixture::report(Clock::Icount, vec![k]));
+        assert!(t.contains("boot 3.0 s, states' guest 28.0 s, benchmark 30.0 s"), "{t}");
+        assert!(
+            t.contains("20.0 s in a guest of their own beside the states' (boot 9.0 s, boot to power-off 25.0 s)"),
+            "{t}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `bench latency`, second part: how long a livepatch transition takes when tasks sleep in a
-//! patched function (issue item 5).
+//! patched function (issue item 5). It runs in a guest of its own, booted beside the states'
+//! guest from the same image (`latency::run_kernel`): nothing here depends on the states.
 //!
 //! klp_bench's holder kthreads (`holders=` at load) sleep in `klp_bench_hold_func`, which
 //! `klp_bench_patch_hold` patches; each leaves by itself `hold_ms` after it saw the transition
@@ -71,6 +72,21 @@ pub struct LoadedResult {
     /// Host seconds the whole part took (every run, under icount mostly skipped idle time).
     pub wall_s: f64,
     pub runs: Vec<LoadedRun>,
+    /// The guest of their own the runs had, booted at the same time as the states' guest;
+    /// absent from the baselines recorded before, whose runs came after the rounds in the
+    /// states' guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<OwnGuest>,
+}
+
+/// The loaded runs' own guest (same boot image, initramfs and QEMU configuration as the
+/// states' guest).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OwnGuest {
+    /// Host seconds from starting QEMU to the agent's hello.
+    pub boot_s: f64,
+    /// Host seconds from starting QEMU to its power-off.
+    pub wall_s: f64,
 }
 
 /// One loaded transition.
@@ -266,7 +282,14 @@ pub(crate) fn run(
     }
     latency::set_param(a, "hold_ms", 0)?;
     holders.release(a)?;
-    Ok(LoadedResult { tasks: holders.count, hold_ms: s.hold_ms, dyndbg, wall_s: started.elapsed().as_secs_f64(), runs })
+    Ok(LoadedResult {
+        tasks: holders.count,
+        hold_ms: s.hold_ms,
+        dyndbg,
+        wall_s: started.elapsed().as_secs_f64(),
+        runs,
+        guest: None,
+    })
 }
 
 #[cfg(test)]
@@ -338,6 +361,7 @@ mod tests {
                 run(TransitionKind::Enable, None, None, false),
                 run(TransitionKind::Disable, Some(2000.0), Some(2), false),
             ],
+            guest: Some(OwnGuest { boot_s: 10.0, wall_s: 30.0 }),
         };
         // The run without a log time counts with its poll time.
         assert_eq!(

@@ -7,6 +7,7 @@ pub mod latency;
 pub mod loaded;
 pub mod plot;
 pub mod stats;
+pub mod visits;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

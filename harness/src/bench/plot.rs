@@ -217,6 +217,7 @@ mod tests {
                 run(TransitionKind::Disable, 2100.0),
                 run(TransitionKind::Enable, 2050.0),
             ],
+            guest: None,
         });
         let svg = transitions_svg(&fixture::report(Clock::Icount, vec![k])).unwrap();
         assert!(svg.contains("6.1 (6.1.0-1-amd64)") && svg.contains("4 tasks") && svg.contains("2000 ms"), "{svg}");
