@@ -142,6 +142,7 @@ const VARIANTS: &[(&str, bool)] = &[
     ("klp_ref_state_noid", true),
     ("klp_ref_state_v1", true),
     ("klp_ref_state_v2", true),
+    ("klp_ref_state_v2b", true),
     ("klp_ref_target", false),
     ("klp_ref_target_patch", true),
 ];

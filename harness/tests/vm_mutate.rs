@@ -27,22 +27,30 @@ cases:
       - expect_absent: /sys/kernel/livepatch/klp_ref_cmdline
 ";
 
-#[test]
-fn mutants_run_on_the_kernel_killed_survived_and_equivalent_counted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let suite = tmp.path().join("tiny.yaml");
+/// `suites mutate` over SUITE, written to `dir`, with `args`; the output and where the JSON went.
+fn mutate_tiny(dir: &std::path::Path, args: &[&str]) -> (std::process::Output, std::path::PathBuf) {
+    let suite = dir.join("tiny.yaml");
     std::fs::write(&suite, SUITE).unwrap();
-    let json = tmp.path().join("result/mutate.json");
-    let started = Instant::now();
+    let json = dir.join("result/mutate.json");
     let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
-        .args(["suites", "mutate", "-j", "4", "--suite"])
+        .args(["suites", "mutate"])
+        .args(args)
+        .arg("--suite")
         .arg(&suite)
         .arg("--out")
-        .arg(tmp.path().join("out"))
+        .arg(dir.join("out"))
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
+    (o, json)
+}
+
+#[test]
+fn mutants_run_on_the_kernel_killed_survived_and_equivalent_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (o, json) = mutate_tiny(tmp.path(), &["-j", "4"]);
     let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     eprintln!("suites mutate took {:.1} s\n{stdout}", started.elapsed().as_secs_f64());
     assert_eq!(o.status.code(), Some(1), "a mutant survives: exit 1\n{stdout}\n{stderr}");
@@ -93,20 +101,8 @@ fn a_sample_runs_only_its_mutants() {
         })
         .expect("a seed keeping only weak's dropped wait");
     let tmp = tempfile::tempdir().unwrap();
-    let suite = tmp.path().join("tiny.yaml");
-    std::fs::write(&suite, SUITE).unwrap();
-    let json = tmp.path().join("mutate.json");
-    let o = Command::new(env!("CARGO_BIN_EXE_klp-conform"))
-        .args(["suites", "mutate", "-j", "2", "--reruns", "0", "--sample", "3", "--sample-seed"])
-        .arg(seed.to_string())
-        .arg("--suite")
-        .arg(&suite)
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
+    let seed_arg = seed.to_string();
+    let (o, json) = mutate_tiny(tmp.path(), &["-j", "2", "--reruns", "0", "--sample", "3", "--sample-seed", &seed_arg]);
     let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.status.code(), Some(1), "the sampled dropped wait survives\n{stdout}\n{stderr}");
     assert!(stdout.contains(&format!("--sample 3 --sample-seed {seed}")), "{stdout}");
