@@ -58,7 +58,9 @@ pub const ALL: &[KernelMutant] = &[
     KernelMutant {
         id: "check_stack_always_safe",
         target: "klp_check_stack",
-        description: "the stack check says every task's stack is safe (returns 0)",
+        description: "the stack check says every task's stack is safe (returns 0); where gcc inlined it, \
+                      klp_check_and_switch_task (5.16+, its only caller) without the check: every task not yet \
+                      switched switches at once",
     },
     KernelMutant {
         id: "switch_task_never",

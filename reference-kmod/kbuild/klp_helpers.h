@@ -65,6 +65,10 @@ void klp_helper_free_patch_finish_no_put(void *patch);
  * klp_free_patch_finish() into it. */
 struct work_struct;
 void klp_helper_free_patch_work_no_put(struct work_struct *work);
+/* transition.c's klp_check_and_switch_task(task, arg) (5.16+) without its stack check: for
+ * kernels where gcc inlined klp_check_stack() into it (no such function to redirect before 5.16). */
+struct task_struct;
+int klp_helper_check_and_switch_no_stack_check(struct task_struct *task, void *arg);
 /* sysfs_emit(buf, "%s", s): what a sysfs show function returns. */
 long klp_helper_sysfs_emit_str(char *buf, const char *s);
 

@@ -8,6 +8,7 @@
 #include <linux/ftrace.h>
 #include <linux/kallsyms.h>
 #include <linux/kernel.h>
+#include <linux/sched.h>
 #include <linux/livepatch.h>
 #include <linux/string.h>
 #include <linux/sysfs.h>
@@ -196,6 +197,23 @@ void klp_helper_free_patch_work_no_put(struct work_struct *work)
 	/* kernel/livepatch/core.c klp_free_patch_work_fn(), with klp_free_patch_finish() inlined
 	 * (as gcc does in 6.1) and without its module_put(). */
 	klp_helper_free_patch_finish_no_put(container_of(work, struct klp_patch, free_work));
+}
+
+/*
+ * kernel/livepatch/transition.c klp_check_and_switch_task(task, arg) (5.16 to 7.x; the callback
+ * klp_try_switch_task hands task_call_func(), so never inlined) without its klp_check_stack():
+ * where gcc inlined klp_check_stack into it, the `check_stack_always_safe` mutant replaces the
+ * whole function. Two differences from the original besides the missing stack check:
+ * klp_target_state is static to transition.c, but klp_try_switch_task calls this only for a
+ * task whose patch_state is not the target yet, i.e. !target during a transition, so flipping
+ * the task's own state gives the target; and task_curr() is not exported, so a task running on
+ * another CPU is switched too (it would also pass a stack check that always says "safe").
+ */
+int klp_helper_check_and_switch_no_stack_check(struct task_struct *task, void *arg)
+{
+	clear_tsk_thread_flag(task, TIF_PATCH_PENDING);
+	task->patch_state = !task->patch_state;
+	return 0;
 }
 
 long klp_helper_sysfs_emit_str(char *buf, const char *s)

@@ -865,6 +865,14 @@ impl Redirect {
     pub fn free_patch_work_without_module_put() -> *const c_void {
         b::klp_helper_free_patch_work_no_put as *const c_void
     }
+
+    /// `klp_check_and_switch_task()` of kernel/livepatch/transition.c (5.16+) without its
+    /// `klp_check_stack()`: every task not yet switched switches at once. For kernels where
+    /// gcc inlined `klp_check_stack()` into it; the C helper says what else differs. Before
+    /// 5.16 the kernel has no such function, and redirecting to this finds nothing.
+    pub fn check_and_switch_without_stack_check() -> *const c_void {
+        b::klp_helper_check_and_switch_no_stack_check as *const c_void
+    }
 }
 
 /// The page-sized buffer sysfs hands to a show function (`char *buf`): only the kernel makes

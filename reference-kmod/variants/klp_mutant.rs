@@ -75,6 +75,11 @@ extern "C" fn klp_variant_init() -> c_int {
         // ENOENT: inlined (6.1): its only other caller, the free work, without the put.
         r = Redirect::install(c"klp_free_patch_work_fn", Redirect::free_patch_work_without_module_put());
     }
+    if r == -2 && name == c"check_stack_always_safe" {
+        // ENOENT: inlined into its only caller, task_call_func()'s callback (5.16+; before, its
+        // caller is klp_try_switch_task, on 5.10 split by gcc into a .part clone: not applicable).
+        r = Redirect::install(c"klp_check_and_switch_task", Redirect::check_and_switch_without_stack_check());
+    }
     if r == 0 {
         klp::pr_info!("mutant {:?} active", name);
     }
