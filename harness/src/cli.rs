@@ -733,20 +733,27 @@ fn with_kernel(a: &KernelArgs, progress: &Progress, f: impl FnOnce(&kernel::Kern
     }
 }
 
+/// The suite files `--suite` names (every suite when none), and whether it names `upstream`,
+/// the kernel's own selftests, which are not a file and run only when asked for by name.
+fn select_suites(args: &[String], workspace: &Path) -> Result<(Vec<PathBuf>, bool), String> {
+    let upstream = args.iter().any(|s| s == crate::upstream::SUITE);
+    let named: Vec<String> = args.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
+    let dir = workspace.join("suites");
+    let suites = if upstream && named.is_empty() {
+        Vec::new()
+    } else {
+        crate::suite::resolve_suite_args(&named, &dir).map_err(|e| e.to_string())?
+    };
+    if suites.is_empty() && !upstream {
+        return Err(format!("no suites found in {}", dir.display()));
+    }
+    Ok((suites, upstream))
+}
+
 fn conformance(a: ConformanceArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<RunConfig, String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
-        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
-        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
-        let suites = if upstream && named.is_empty() {
-            Vec::new()
-        } else {
-            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
-        };
-        if suites.is_empty() && !upstream {
-            return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
-        }
+        let (suites, upstream) = select_suites(&a.suites, &a.common.workspace)?;
         if a.jobs == 0 {
             return Err("--jobs must be at least 1".into());
         }
@@ -1165,33 +1172,23 @@ fn bench_latency(a: &LatencyArgs, progress: &Progress) -> Result<usize, String> 
 fn suites_mutate(a: &MutateArgs, progress: &Progress) -> i32 {
     let prepared = (|| -> Result<(RunConfig, Vec<crate::suite::Suite>), String> {
         let kernels = a.common.kernel_specs(&a.kernels)?;
-        // `upstream` is the kernel's own selftests, not a file: only when asked for by name.
-        let upstream = a.suites.iter().any(|s| s == crate::upstream::SUITE);
-        let named: Vec<String> = a.suites.iter().filter(|s| *s != crate::upstream::SUITE).cloned().collect();
-        let suites = if upstream && named.is_empty() {
-            Vec::new()
-        } else {
-            crate::suite::resolve_suite_args(&named, &a.common.workspace.join("suites")).map_err(|e| e.to_string())?
-        };
-        if suites.is_empty() && !upstream {
-            return Err(format!("no suites found in {}", a.common.workspace.join("suites").display()));
-        }
+        let (suites, upstream) = select_suites(&a.suites, &a.common.workspace)?;
         if a.jobs == 0 {
             return Err("--jobs must be at least 1".into());
         }
         if a.sample == Some(0) {
             return Err("--sample must be at least 1 (1: every mutant)".into());
         }
-        let loaded = suites
-            .iter()
-            .map(|p| crate::suite::load_suite(p).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
         if upstream {
             return Err(
                 "suites mutate derives mutants from YAML suites; the kernel's own selftests (upstream) have none"
                     .into(),
             );
         }
+        let loaded = suites
+            .iter()
+            .map(|p| crate::suite::load_suite(p).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
         let kernel_mutants = if a.kernel_mutants || !a.kernel_mutant.is_empty() {
             crate::kernel_mutants::select(&a.kernel_mutant)?.iter().map(|m| m.id.to_string()).collect()
         } else {

@@ -555,17 +555,18 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                                 continue;
                             }
                             Ok(planned) if cfg.mutate => {
+                                // The baseline always; a mutant if it is in the sample and, on
+                                // a rerun, among the survivors.
+                                let suite_name = ls.suite.name();
                                 let wanted = |m: &suite::Case| {
-                                    let sampled = cfg.mutant_sample.is_none_or(|s| {
-                                        suite::mutate::split_name(m.name())
-                                            .is_some_and(|(c, id)| s.keeps(ls.suite.name(), c, id))
-                                    });
-                                    sampled
-                                        && cfg.mutants_only.as_ref().is_none_or(|only| {
-                                            suite::mutate::split_name(m.name())
-                                                .is_some_and(|(_, id)| id == suite::mutate::ORIGINAL)
-                                                || only.contains(&format!("{}/{}", ls.suite.name(), m.name()))
-                                        })
+                                    let Some((case, id)) = suite::mutate::split_name(m.name()) else {
+                                        return false;
+                                    };
+                                    id == suite::mutate::ORIGINAL
+                                        || (cfg.mutant_sample.is_none_or(|s| s.keeps(suite_name, case, id))
+                                            && cfg.mutants_only.as_ref().is_none_or(|only| {
+                                                only.contains(&format!("{suite_name}/{}", m.name()))
+                                            }))
                                 };
                                 let runs: Vec<suite::Case> =
                                     suite::mutate::expand(&planned).into_iter().filter(|m| wanted(m)).collect();
@@ -574,12 +575,10 @@ fn plan_items(cfg: &RunConfig, suites: &[LoadedSuite], prepared: &[PreparedKerne
                                     continue;
                                 }
                                 for m in runs {
-                                    let mut base = CaseOutcome::new(ls.suite.name(), m.name(), m.spec_ids());
+                                    let mut base = CaseOutcome::new(suite_name, m.name(), m.spec_ids());
                                     base.divergence = m.divergence_text();
-                                    items.push(item(
-                                        m.name(),
-                                        Todo::Run { case: Box::new(m.clone()), base, preload: None },
-                                    ));
+                                    let name = m.name().to_string();
+                                    items.push(item(&name, Todo::Run { case: Box::new(m), base, preload: None }));
                                 }
                                 continue;
                             }
